@@ -1,0 +1,72 @@
+"""``landscape`` command line. Exit codes: 0 ok, 2 bad input (one line on stderr), 1 unexpected failure."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from landscape.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors are bad input too
+        raise UserError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="landscape", description="Reduced loss landscapes (Omnigrok) as xarray/zarr cubes.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    g = sub.add_parser("grid", help="train every pending cell of a grid spec into a cube")
+    g.add_argument("spec", help="grid spec, e.g. grids/mnist.toml")
+    g.add_argument("--out", required=True, help="cube path, e.g. results/mnist.zarr")
+    g.add_argument("--jobs", type=int, default=0, help="parallel workers (default 0 = all cores)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field with TOML syntax, e.g. train.steps=600 (repeatable)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing cube instead of resuming it")
+    g.add_argument("--backend", default="loky", help="loky (default, this machine) or dask")
+    g.add_argument("--scheduler", help="dask scheduler address; without it --backend dask starts a local cluster")
+    g.add_argument("--data-dir", help="directory with MNIST IDX files (else $LANDSCAPE_DATA, else embedded data)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    i = sub.add_parser("info", help="summarise a cube")
+    i.add_argument("cube")
+    return p
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from landscape.grid import run_grid
+    from landscape.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    try:
+        summary = run_grid(spec, args.out, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
+                           overwrite=args.overwrite, data_dir=args.data_dir, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished cells are stored in {args.out}; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(f"{args.out}: {summary.already_done + summary.ran}/{summary.total} cells done "
+          f"({summary.ran} computed now, {summary.already_done} already there)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from landscape.info import describe
+    from landscape.cube import open_cube
+
+    print(describe(open_cube(args.cube)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"grid": cmd_grid, "info": cmd_info}[args.command](args)
+    except UserError as e:
+        print(f"landscape: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

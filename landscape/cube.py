@@ -1,0 +1,147 @@
+"""The cube: one xarray Dataset in zarr holding every cell of a grid. It is the contract with plots.
+
+Dims ``w``, the task's axis (``N``, ``m``, ...), ``seed`` and ``step``. The store is created in
+full as a template (status 0 everywhere), then the driver, the only writer, fills one cell at a
+time into its own chunks, status last, so an interrupted run never leaves a half-written cell
+marked done. zarr writes each chunk atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from landscape.errors import UserError
+from landscape.train import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING, CellResult
+
+_VAR_ATTRS: dict[str, dict[str, str]] = {
+    "train_loss": {"long_name": "reduced training loss (final eval)", "units": "1"},
+    "test_loss": {"long_name": "reduced test loss (final eval)", "units": "1"},
+    "train_err": {"long_name": "training error, 1 - accuracy (final eval)", "units": "1"},
+    "test_err": {"long_name": "test error, 1 - accuracy (final eval)", "units": "1"},
+    "norm": {"long_name": "global L2 norm of the constrained parameters at the end", "units": "1"},
+    "steps": {"long_name": "optimizer steps run", "units": "steps"},
+    "seconds": {"long_name": "wall time of the cell", "units": "s"},
+    "status": {"long_name": "cell status", "flag_values": "0 1 2", "flag_meanings": "pending done diverged"},
+}
+VERSIONED = ("landscape", "torch", "numpy", "xarray", "zarr")
+
+
+def cell_dims(axis: str) -> tuple[str, str, str]:
+    return ("w", axis, "seed")
+
+
+def template(
+    *,
+    axis: str,
+    axis_long_name: str,
+    w: list[float],
+    w0: float,
+    axis_values: list[Any],
+    seeds: list[int],
+    steps: np.ndarray,
+    attrs: dict[str, Any],
+) -> xr.Dataset:
+    """An all-pending cube with the full schema."""
+    dims = cell_dims(axis)
+    shape = (len(w), len(axis_values), len(seeds))
+    nan = np.full(shape, np.nan)
+    data: dict[str, Any] = {m: (dims, nan.copy()) for m in METRICS}
+    data["norm"] = (dims, nan.copy())
+    data["seconds"] = (dims, nan.copy())
+    data["steps"] = (dims, np.zeros(shape, dtype=np.int64))
+    data["status"] = (dims, np.full(shape, STATUS_PENDING, dtype=np.int8))
+    for m in METRICS:
+        data[f"{m}_curve"] = (dims + ("step",), np.full(shape + (len(steps),), np.nan))
+    ds = xr.Dataset(
+        data,
+        coords={
+            "w": ("w", np.asarray(w, dtype=float), {"long_name": "global parameter norm ‖θ‖₂", "units": "1"}),
+            "alpha": ("w", np.asarray(w, dtype=float) / w0, {"long_name": "initial scale α = w/w₀", "units": "1"}),
+            axis: (axis, np.asarray(axis_values), {"long_name": axis_long_name}),
+            "seed": ("seed", np.asarray(seeds, dtype=np.int64), {"long_name": "cell seed (init and batch order)"}),
+            "step": ("step", np.asarray(steps, dtype=np.int64), {"long_name": "optimizer step", "units": "steps"}),
+        },
+        attrs={**attrs, "w0": float(w0), "axis": axis},
+    )
+    for name, a in _VAR_ATTRS.items():
+        ds[name].attrs.update(a)
+    for m in METRICS:
+        ds[f"{m}_curve"].attrs.update({**_VAR_ATTRS[m], "long_name": _VAR_ATTRS[m]["long_name"].replace("(final eval)", "at each eval step")})
+    return ds
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for pkg in VERSIONED:
+        try:
+            out[f"version_{pkg}"] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[f"version_{pkg}"] = "unknown"
+    return out
+
+
+def standard_attrs(task: str, spec_json: str, data_source: str) -> dict[str, Any]:
+    return {
+        "task": task,
+        "spec": spec_json,
+        "data_source": data_source,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **library_versions(),
+    }
+
+
+def create(path: str | Path, ds: xr.Dataset, overwrite: bool = False) -> None:
+    path = Path(path)
+    if overwrite and path.exists():
+        shutil.rmtree(path)
+    chunks = {name: {"chunks": (1, 1, 1) + ((ds.sizes["step"],) if "step" in ds[name].dims else ())}
+              for name in ds.data_vars}
+    # Write to a temporary name first, so a crash mid-creation never leaves a half-made cube.
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    # zarr format 2 with consolidated metadata: readable by zarr 2.x and 3.x and by other tools.
+    ds.to_zarr(tmp, mode="w-", encoding=chunks, consolidated=True, zarr_format=2)
+    tmp.rename(path)
+
+
+def open_cube(path: str | Path) -> xr.Dataset:
+    """Open a cube lazily; a path that is not a landscape cube is a UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    try:
+        ds = xr.open_zarr(path)
+    except Exception as e:  # zarr raises several types for "not a store"
+        raise UserError(f"{path} is not a zarr cube ({type(e).__name__})") from None
+    if "spec" not in ds.attrs or "status" not in ds:
+        raise UserError(f"{path} is a zarr store but not a landscape cube (no spec/status)")
+    return ds
+
+
+def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
+    return json.loads(ds.attrs["spec"])
+
+
+def write_cell(path: str | Path, axis: str, index: tuple[int, int, int], result: CellResult) -> None:
+    """Write one finished cell into its region. Status goes last: it is the commit mark."""
+    dims = cell_dims(axis)
+    region = {d: slice(i, i + 1) for d, i in zip(dims, index)}
+    done = result.status == STATUS_DONE
+    finite = np.flatnonzero(~np.isnan(result.curves[0]))
+    final = result.curves[:, finite[-1]] if (done and len(finite)) else np.full(len(METRICS), np.nan)
+    cell = {m: (dims, np.reshape(v, (1, 1, 1))) for m, v in zip(METRICS, final)}
+    cell.update({f"{m}_curve": (dims + ("step",), result.curves[i][None, None, None]) for i, m in enumerate(METRICS)})
+    cell["norm"] = (dims, np.full((1, 1, 1), result.norm))
+    cell["seconds"] = (dims, np.full((1, 1, 1), result.seconds))
+    cell["steps"] = (dims, np.full((1, 1, 1), result.steps, dtype=np.int64))
+    xr.Dataset(cell).to_zarr(path, region=region, consolidated=False)
+    status = STATUS_DONE if done else STATUS_DIVERGED
+    xr.Dataset({"status": (dims, np.full((1, 1, 1), status, dtype=np.int8))}).to_zarr(path, region=region, consolidated=False)

@@ -1,0 +1,1 @@
+"""Data-set readers (file formats and embedded data), independent of any task."""

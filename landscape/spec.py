@@ -1,0 +1,198 @@
+"""Grid specs: a TOML file plus ``--set`` overrides, validated and resolved into a ``Spec``.
+
+Everything a user can get wrong here raises ``UserError`` with the offending key and value, before
+any store is created.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landscape.errors import UserError
+from landscape.tasks import Task, make_task, task_class
+from landscape.tasks.base import parse_options
+
+SECTIONS = ("task", "task_options", "axes", "train", "eval")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 0  # 0 = full batch
+    steps: int = 1000
+    constrain_norm: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = 100
+    samples: int = 0  # 0 = every sample; otherwise a fixed random subset of that size
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A resolved grid: everything needed to plan and train every cell."""
+
+    task: str
+    task_options: dict[str, Any]
+    norm_axis: str  # "alpha" or "w": how the user gave the norm axis
+    norm_values: list[float]
+    axis: str  # the task's own axis name, e.g. "N"
+    axis_values: list[Any]
+    seeds: list[int]
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical form stored in the cube and compared on resume."""
+        return {
+            "task": self.task,
+            "task_options": self.task_options,
+            "axes": {self.norm_axis: self.norm_values, self.axis: self.axis_values, "seed": self.seeds},
+            "train": dataclasses.asdict(self.train),
+            "eval": dataclasses.asdict(self.eval),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def make_task(self, data_dir: str | None = None) -> Task:
+        return make_task(self.task, self.task_options, data_dir)
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"spec file {path} does not exist") from None
+    except OSError as e:
+        raise UserError(f"cannot read spec file {path}: {e.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"spec file {path} is not valid TOML: {e}") from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides; values are TOML, a bare word is taken as a string."""
+    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected key=value, e.g. train.steps=600")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        *parents, leaf = key.strip().split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {part!r} is not a table")
+        if parents == ["axes"] and leaf in ("alpha", "w"):
+            node.pop("w" if leaf == "alpha" else "alpha", None)  # one norm axis replaces the other
+        node[leaf] = value
+    return raw
+
+
+def resolve(raw: dict[str, Any]) -> Spec:
+    for key in raw:
+        if key not in SECTIONS:
+            raise UserError(f"unknown key {key!r} in spec (known: {', '.join(SECTIONS)})")
+    if "task" not in raw:
+        raise UserError("spec has no 'task' key")
+    name = raw["task"]
+    if not isinstance(name, str):
+        raise UserError(f"task = {name!r} should be a task name string")
+    cls = task_class(name)
+    options = dataclasses.asdict(parse_options(cls.Options, _table(raw, "task_options")))
+    axes = dict(_table(raw, "axes"))
+
+    norm_keys = [k for k in ("alpha", "w") if k in axes]
+    if len(norm_keys) != 1:
+        raise UserError("axes: give exactly one of 'alpha' (relative to the default init) or 'w' (absolute norm)")
+    norm_axis = norm_keys[0]
+    norm_values = [float(v) for v in _axis_values(norm_axis, axes.pop(norm_axis), numeric=True)]
+    for v in norm_values:
+        if not v > 0:
+            raise UserError(f"axes.{norm_axis}: {v} is not positive")
+    if cls.axis not in axes:
+        raise UserError(f"axes: task {name!r} needs its axis '{cls.axis}' ({cls.axis_long_name})")
+    axis_values = _axis_values(cls.axis, axes.pop(cls.axis))
+    seeds = _axis_values("seed", axes.pop("seed", [0]))
+    for s in seeds:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise UserError(f"axes.seed: {s!r} is not a non-negative integer")
+    if axes:
+        raise UserError(f"unknown axis {sorted(axes)[0]!r} (known: alpha or w, {cls.axis}, seed)")
+
+    train = parse_options(TrainConfig, _table(raw, "train"), "train")
+    evalc = parse_options(EvalConfig, _table(raw, "eval"), "eval")
+    _check_train(train)
+    _check_eval(evalc)
+    return Spec(name, options, norm_axis, norm_values, cls.axis, axis_values, seeds, train, evalc)
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
+    return resolve(apply_overrides(read_spec_file(path), list(overrides)))
+
+
+def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise UserError(f"'{key}' should be a table, got {value!r}")
+    return value
+
+
+def _axis_values(name: str, value: Any, numeric: bool = False) -> list:
+    """A plain list, a scalar, or ``{logspace = [a, b, n]}`` / ``{linspace = [a, b, n]}``."""
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in ("logspace", "linspace"):
+            raise UserError(f"axes.{name}: expected a list or {{logspace = [a, b, n]}} / {{linspace = [a, b, n]}}")
+        kind, args = next(iter(value.items()))
+        if not (isinstance(args, list) and len(args) == 3 and isinstance(args[2], int) and args[2] >= 0
+                and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
+            raise UserError(f"axes.{name}.{kind} = {args!r}: expected [start, stop, count]")
+        values = getattr(np, kind)(*args).tolist()
+    elif isinstance(value, list):
+        values = value
+    else:
+        values = [value]
+    if not values:
+        raise UserError(f"axes.{name} is empty")
+    if numeric and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise UserError(f"axes.{name}: {values!r} must be numbers")
+    if len(set(map(repr, values))) != len(values):
+        raise UserError(f"axes.{name} repeats a value: {values!r}")
+    return values
+
+
+def _check_train(t: TrainConfig) -> None:
+    if t.optimizer not in OPTIMIZERS:
+        raise UserError(f"train.optimizer = {t.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+    if not t.lr > 0:
+        raise UserError(f"train.lr = {t.lr} must be positive")
+    if t.weight_decay < 0:
+        raise UserError(f"train.weight_decay = {t.weight_decay} must be >= 0")
+    if t.batch_size < 0:
+        raise UserError(f"train.batch_size = {t.batch_size} must be >= 0 (0 = full batch)")
+    if t.steps < 1:
+        raise UserError(f"train.steps = {t.steps} must be at least 1")
+
+
+def _check_eval(e: EvalConfig) -> None:
+    if e.every < 1:
+        raise UserError(f"eval.every = {e.every} must be at least 1")
+    if e.samples < 0:
+        raise UserError(f"eval.samples = {e.samples} must be >= 0 (0 = all samples)")

@@ -1,0 +1,26 @@
+"""Registry of tasks by name. Adding a task = one module here plus one line in ``TASKS``."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from landscape.errors import UserError
+from landscape.tasks.base import Split, Task, parse_options
+from landscape.tasks.mnist import Mnist
+from landscape.tasks.teacher_student import TeacherStudent
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TeacherStudent, Mnist)}
+
+
+def task_class(name: str) -> type[Task]:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})") from None
+
+
+def make_task(name: str, options: Mapping[str, Any], data_dir: str | None = None) -> Task:
+    cls = task_class(name)
+    return cls(parse_options(cls.Options, options), data_dir=data_dir)
+
+
+__all__ = ["TASKS", "Split", "Task", "make_task", "task_class"]

@@ -1,0 +1,117 @@
+"""The protocol every task implements, and the helpers tasks share.
+
+A task supplies a model factory, train/test data for one value of its grid axis, a loss and a
+per-sample error. The engine only ever talks to tasks through this class.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from landscape.errors import UserError
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a task that takes none."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training and test tensors. ``*_y`` are the loss targets (one-hot for classifiers)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+class Task(ABC):
+    """One experiment family. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    #: Name of the task's own grid axis (the cube dimension next to ``w``), e.g. ``"N"``.
+    axis: ClassVar[str] = "N"
+    axis_long_name: ClassVar[str] = "training-set size"
+    #: Task options as a dataclass type; spec ``[task_options]`` keys must be its fields.
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any, data_dir: str | None = None):
+        self.options = options
+        self.data_dir = data_dir
+
+    @property
+    @abstractmethod
+    def data_source(self) -> str:
+        """Human-readable description of where the data came from, stored in the cube."""
+
+    @property
+    def pool_size(self) -> int | None:
+        """Largest admissible N, or None when data can be drawn without limit."""
+        return None
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model (default PyTorch init; the engine seeds the RNG)."""
+
+    @abstractmethod
+    def data(self, value: Any) -> Split:
+        """Train/test data for one value of the task's axis."""
+
+    @abstractmethod
+    def errors(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-sample 0/1 error (1 - correct), as a float tensor."""
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(pred, target)
+
+    def constrained_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """Parameters whose global norm defines w (Omnigrok: all of them)."""
+        return list(model.parameters())
+
+    def check_axis(self, values: list) -> None:
+        """Raise UserError for axis values this task cannot run."""
+        for v in values:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UserError(f"axes.{self.axis}: {v!r} is not a positive integer training-set size")
+            if self.pool_size is not None and v > self.pool_size:
+                raise UserError(
+                    f"axes.{self.axis}: {v} is larger than the training pool of {self.pool_size} "
+                    f"({self.data_source})"
+                )
+
+
+def parse_options(options_type: type, raw: Mapping[str, Any], where: str = "task_options") -> Any:
+    """Build an options dataclass from a spec table, rejecting unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    for key, value in raw.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            raise UserError(f"unknown key {where}.{key} (known: {known})")
+        default = getattr(options_type, key, None)
+        if default is not None and not _same_kind(default, value):
+            raise UserError(f"{where}.{key} = {value!r} should be a {type(default).__name__}")
+    return options_type(**raw)
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    return F.one_hot(labels.long(), classes).to(torch.get_default_dtype())
+
+
+def classification_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Error of an argmax classifier against one-hot targets."""
+    return (pred.argmax(-1) != target.argmax(-1)).to(pred.dtype)

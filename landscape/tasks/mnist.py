@@ -1,0 +1,50 @@
+"""MNIST with the Omnigrok MLP (paper section 4, Fig. 3): 784-200-200-10 ReLU, MSE on one-hot targets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape.data.mnist import MnistArrays, load_mnist, resolve_data_dir
+from landscape.models import mlp
+from landscape.tasks.base import Split, Task, classification_errors, one_hot
+
+WIDTHS = (784, 200, 200, 10)
+
+
+@dataclass(frozen=True)
+class MnistOptions:
+    #: Seeds the fixed permutation of the training pool; the set for N is its first N images.
+    pool_seed: int = 0
+
+
+class Mnist(Task):
+    name = "mnist"
+    Options = MnistOptions
+
+    def __init__(self, options: MnistOptions, data_dir: str | None = None):
+        super().__init__(options, resolve_data_dir(data_dir))
+        self.arrays: MnistArrays = load_mnist(self.data_dir)
+        self._order = np.random.default_rng(options.pool_seed).permutation(len(self.arrays.train_y))
+        self._test = (torch.from_numpy(self.arrays.test_x), one_hot(torch.from_numpy(self.arrays.test_y), 10))
+
+    @property
+    def data_source(self) -> str:
+        return self.arrays.source
+
+    @property
+    def pool_size(self) -> int:
+        return len(self.arrays.train_y)
+
+    def build_model(self) -> nn.Module:
+        return mlp(WIDTHS, nn.ReLU)
+
+    def data(self, value: int) -> Split:
+        pick = self._order[:value]
+        x = torch.from_numpy(self.arrays.train_x[pick])
+        return Split(x, one_hot(torch.from_numpy(self.arrays.train_y[pick]), 10), *self._test)
+
+    def errors(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return classification_errors(pred, target)

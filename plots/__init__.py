@@ -1,0 +1,1 @@
+"""Figures from landscape cubes. Reads cubes only; never imports training code."""

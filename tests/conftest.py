@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny grid specs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_TS = """
+task = "teacher-student"
+[task_options]
+threshold = 1e-3
+[axes]
+alpha = [0.5, 1.0, 2.0]
+N = [20, 40]
+seed = [0]
+[train]
+optimizer = "adam"
+lr = 1e-3
+steps = 60
+[eval]
+every = 20
+"""
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TS)
+    return path

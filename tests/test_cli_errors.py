@@ -1,0 +1,123 @@
+"""Every bad input: exit code 2, one line on stderr, no traceback, no store created."""
+from pathlib import Path
+
+import pytest
+
+from landscape.cli import main
+from tests.conftest import TINY_TS
+from tests.mnist_files import write_fake_mnist
+
+
+def expect_bad_input(capsys, args, match: str, out: Path | None = None) -> None:
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and match in lines[0], lines[0]
+    if out is not None:
+        assert not out.exists(), "a store was created for bad input"
+
+
+@pytest.mark.parametrize("override,match", [
+    ("task=nosuchtask", "unknown task 'nosuchtask'"),
+    ("axes.alpha=[1.0, -0.5]", "axes.alpha: -0.5 is not positive"),
+    ("axes.alpha=[0.0]", "axes.alpha: 0.0 is not positive"),
+    ("axes.w=[2.0, 0]", "axes.w: 0.0 is not positive"),
+    ("axes.N=[0, 10]", "axes.N: 0 is not a positive integer"),
+    ("axes.N=[]", "axes.N is empty"),
+    ("axes.seed=[]", "axes.seed is empty"),
+    ("axes.alpha={logspace = [-1, 1, 0]}", "axes.alpha is empty"),
+    ("train.lr=-1e-3", "train.lr = -0.001 must be positive"),
+    ("train.steps=-5", "train.steps = -5 must be at least 1"),
+    ("train.optimizer=lbfgs", "train.optimizer = 'lbfgs'"),
+    ("train.nosuchkey=1", "unknown key train.nosuchkey"),
+    ("task_options.nosuchkey=1", "unknown key task_options.nosuchkey"),
+    ("task_options.threshold=[1]", "task_options.threshold = [1] should be a float"),
+    ("axes.nosuchaxis=[1]", "unknown axis 'nosuchaxis'"),
+    ("nosuchsection.x=1", "unknown key 'nosuchsection'"),
+    ("noequalsign", "expected key=value"),
+])
+def test_bad_spec_values(capsys, tiny_spec, tmp_path, override, match):
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", out, "--quiet", "--set", override], match, out)
+
+
+def test_missing_spec_file(capsys, tmp_path):
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", tmp_path / "nope.toml", "--out", out], "does not exist", out)
+
+
+def test_malformed_spec_file(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("task = \n[axes\n")
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", bad, "--out", out], "is not valid TOML", out)
+
+
+def test_unknown_key_in_spec_file(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_TS.replace("steps = 60", "stepz = 60"))
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", bad, "--out", out], "unknown key train.stepz", out)
+
+
+def test_n_larger_than_pool(capsys, tmp_path):
+    spec = tmp_path / "m.toml"
+    spec.write_text('task = "mnist"\n[axes]\nalpha = [1.0]\nN = [100, 4001]\n')
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", spec, "--out", out], "4001 is larger than the training pool of 4000", out)
+
+
+def test_unwritable_out(capsys, tiny_spec, tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", blocker / "cube.zarr"], "is not writable")
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", "/proc/landscape-test.zarr"], "is not writable")
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", blocker], "is not a zarr directory")
+
+
+def test_existing_non_cube_out(capsys, tiny_spec, tmp_path):
+    out = tmp_path / "notacube"
+    out.mkdir()
+    (out / "hello.txt").write_text("mine")
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", out, "--quiet"], "not a zarr cube")
+    assert (out / "hello.txt").read_text() == "mine"
+
+
+def _mnist_spec(tmp_path):
+    spec = tmp_path / "m.toml"
+    spec.write_text('task = "mnist"\n[axes]\nalpha = [1.0]\nN = [10]\n[train]\nsteps = 2\n')
+    return spec
+
+
+def test_data_dir_missing(capsys, tmp_path):
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", _mnist_spec(tmp_path), "--out", out, "--data-dir", tmp_path / "nodir"],
+                     "is not a directory", out)
+    (tmp_path / "empty").mkdir()
+    expect_bad_input(capsys, ["grid", _mnist_spec(tmp_path), "--out", out, "--data-dir", tmp_path / "empty"],
+                     "MNIST IDX files missing", out)
+
+
+def test_data_dir_corrupt(capsys, tmp_path):
+    data = write_fake_mnist(tmp_path / "data")
+    path = data / "train-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-7])
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", _mnist_spec(tmp_path), "--out", out, "--data-dir", data], "corrupt", out)
+
+
+def test_unreachable_scheduler(capsys, tiny_spec, tmp_path):
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", out, "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"],
+                     "cannot reach a dask scheduler", out)
+
+
+def test_bad_backend_and_jobs(capsys, tiny_spec, tmp_path):
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", out, "--backend", "spark"], "--backend 'spark'", out)
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", out, "--jobs", "-1"], "--jobs -1", out)
+
+
+def test_info_on_non_cube(capsys, tmp_path):
+    expect_bad_input(capsys, ["info", tmp_path / "missing.zarr"], "does not exist")

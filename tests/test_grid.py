@@ -1,0 +1,125 @@
+"""End-to-end grids through the CLI: schema, resume, spec mismatch, dask backend."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from landscape.cli import main
+
+
+def run_cli(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def test_small_teacher_student_grid(tiny_spec, tmp_path, capsys):
+    out = tmp_path / "ts.zarr"
+    assert run_cli("grid", tiny_spec, "--out", out, "--jobs", "2", "--quiet") == 0
+    ds = xr.open_zarr(out)
+    assert dict(ds.sizes) == {"w": 3, "N": 2, "seed": 1, "step": 4}
+    for name in ("train_loss", "test_loss", "train_err", "test_err", "norm", "steps", "seconds", "status"):
+        assert ds[name].dims == ("w", "N", "seed"), name
+    for name in ("train_loss_curve", "test_loss_curve", "train_err_curve", "test_err_curve"):
+        assert ds[name].dims == ("w", "N", "seed", "step")
+    assert (ds["status"] == 1).all()
+    assert (ds["steps"] == 60).all()
+    np.testing.assert_allclose(ds["norm"].values, np.broadcast_to(ds["w"].values[:, None, None], (3, 2, 1)), rtol=1e-5)
+    np.testing.assert_allclose(ds["alpha"].values, [0.5, 1.0, 2.0])
+    np.testing.assert_allclose(ds["w"].values / ds.attrs["w0"], ds["alpha"].values)
+    np.testing.assert_array_equal(ds["step"].values, [0, 20, 40, 60])
+    np.testing.assert_allclose(ds["train_loss"].values, ds["train_loss_curve"].isel(step=-1).values)
+    assert ds["train_loss_curve"].isel(step=-1).mean() < ds["train_loss_curve"].isel(step=0).mean()
+    spec = json.loads(ds.attrs["spec"])
+    assert spec["train"]["steps"] == 60 and spec["axes"]["N"] == [20, 40]
+    for key in ("task", "data_source", "created", "version_torch", "version_numpy", "version_landscape"):
+        assert ds.attrs[key]
+    assert ds["test_loss"].attrs["long_name"]
+    assert run_cli("info", out) == 0
+    assert "3/3" not in capsys.readouterr().out  # 6 cells, not 3
+    assert run_cli("info", out) == 0 and "6/6 cells finished" in capsys.readouterr().out
+
+
+def test_rerun_finished_grid_computes_nothing(tiny_spec, tmp_path, capsys):
+    out = tmp_path / "ts.zarr"
+    assert run_cli("grid", tiny_spec, "--out", out, "--jobs", "1", "--quiet") == 0
+    before = xr.open_zarr(out)["seconds"].values.copy()
+    capsys.readouterr()
+    assert run_cli("grid", tiny_spec, "--out", out, "--jobs", "1", "--quiet") == 0
+    assert "0 computed now, 6 already there" in capsys.readouterr().out
+    np.testing.assert_array_equal(xr.open_zarr(out)["seconds"].values, before)
+
+
+def test_different_spec_is_refused_unless_overwrite(tiny_spec, tmp_path, capsys):
+    out = tmp_path / "ts.zarr"
+    assert run_cli("grid", tiny_spec, "--out", out, "--quiet") == 0
+    capsys.readouterr()
+    assert run_cli("grid", tiny_spec, "--out", out, "--quiet", "--set", "train.steps=40") == 2
+    err = capsys.readouterr().err
+    assert "different spec" in err and len(err.strip().splitlines()) == 1
+    assert (xr.open_zarr(out)["steps"] == 60).all()  # untouched
+    assert run_cli("grid", tiny_spec, "--out", out, "--quiet", "--set", "train.steps=40", "--overwrite") == 0
+    assert (xr.open_zarr(out)["steps"] == 40).all()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_grid_resumes_without_recomputing(tiny_spec, tmp_path, sig):
+    out = tmp_path / "ts.zarr"
+    slow = ["--set", "train.steps=1500", "--set", "eval.every=500"]
+    cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(out), "--jobs", "1", "--quiet", *slow]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if (out / ".zmetadata").exists():
+            done = int((xr.open_zarr(out)["status"].values == 1).sum())
+            if done >= 2:
+                break
+    assert proc.poll() is None, "grid finished before it could be interrupted"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert "rerun the same command to resume" in proc.stderr.read()
+    first = xr.open_zarr(out)
+    finished = first["status"].values == 1
+    assert 2 <= finished.sum() < finished.size
+    seconds_before = first["seconds"].values[finished].copy()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{finished.size - finished.sum()} computed now, {finished.sum()} already there" in rerun.stdout
+    second = xr.open_zarr(out)
+    assert (second["status"] == 1).all()
+    np.testing.assert_array_equal(second["seconds"].values[finished], seconds_before)
+
+
+def test_diverging_cell_gets_status_2_and_grid_continues(tiny_spec, tmp_path):
+    out = tmp_path / "ts.zarr"
+    assert run_cli("grid", tiny_spec, "--out", out, "--quiet", "--set", "axes.alpha=[1.0, 1e20]") == 0
+    ds = xr.open_zarr(out)
+    np.testing.assert_array_equal(ds["status"].values[:, :, 0], [[1, 1], [2, 2]])
+    assert np.isnan(ds["test_loss"].values[1]).all()
+    assert np.isfinite(ds["test_loss"].values[0]).all()
+
+
+def test_dask_backend_matches_loky(tiny_spec, tmp_path):
+    from distributed import LocalCluster
+
+    loky, dask_local, dask_remote = tmp_path / "loky.zarr", tmp_path / "dask.zarr", tmp_path / "remote.zarr"
+    assert run_cli("grid", tiny_spec, "--out", loky, "--jobs", "2", "--quiet") == 0
+    assert run_cli("grid", tiny_spec, "--out", dask_local, "--jobs", "2", "--backend", "dask", "--quiet") == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        assert run_cli("grid", tiny_spec, "--out", dask_remote, "--backend", "dask",
+                       "--scheduler", cluster.scheduler_address, "--quiet") == 0
+    a = xr.open_zarr(loky)
+    for other in (dask_local, dask_remote):
+        b = xr.open_zarr(other)
+        assert (b["status"] == 1).all()
+        for name in ("train_loss", "test_loss", "train_err", "test_err", "test_loss_curve"):
+            np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-6, err_msg=name)
