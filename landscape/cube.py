@@ -18,14 +18,14 @@ import numpy as np
 import xarray as xr
 
 from landscape.errors import UserError
-from landscape.train import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING, CellResult
+from landscape.train import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING, CellResult
 
 _VAR_ATTRS: dict[str, dict[str, str]] = {
     "train_loss": {"long_name": "reduced training loss (final eval)", "units": "1"},
     "test_loss": {"long_name": "reduced test loss (final eval)", "units": "1"},
     "train_err": {"long_name": "training error, 1 - accuracy (final eval)", "units": "1"},
     "test_err": {"long_name": "test error, 1 - accuracy (final eval)", "units": "1"},
-    "norm": {"long_name": "global L2 norm of the constrained parameters at the end", "units": "1"},
+    "norm": {"long_name": "global L2 norm of the constrained parameters (at the end)", "units": "1"},
     "steps": {"long_name": "optimizer steps run", "units": "steps"},
     "seconds": {"long_name": "wall time of the cell", "units": "s"},
     "status": {"long_name": "cell status", "flag_values": "0 1 2", "flag_meanings": "pending done diverged"},
@@ -33,47 +33,44 @@ _VAR_ATTRS: dict[str, dict[str, str]] = {
 VERSIONED = ("landscape", "torch", "numpy", "xarray", "zarr")
 
 
-def cell_dims(axis: str) -> tuple[str, str, str]:
-    return ("w", axis, "seed")
+_AXIS_ATTRS: dict[str, dict[str, str]] = {
+    "wd": {"long_name": "weight decay γ", "units": "1"},
+    "lr": {"long_name": "learning rate η", "units": "1"},
+    "seed": {"long_name": "cell seed (init and batch order)"},
+}
 
 
 def template(
     *,
+    dims: tuple[str, ...],
+    coords: dict[str, list[Any]],
     axis: str,
     axis_long_name: str,
-    w: list[float],
     w0: float,
-    axis_values: list[Any],
-    seeds: list[int],
     steps: np.ndarray,
     attrs: dict[str, Any],
 ) -> xr.Dataset:
-    """An all-pending cube with the full schema."""
-    dims = cell_dims(axis)
-    shape = (len(w), len(axis_values), len(seeds))
+    """An all-pending cube with the full schema; ``coords`` gives the values along each of ``dims``."""
+    shape = tuple(len(coords[d]) for d in dims)
     nan = np.full(shape, np.nan)
     data: dict[str, Any] = {m: (dims, nan.copy()) for m in METRICS}
     data["norm"] = (dims, nan.copy())
     data["seconds"] = (dims, nan.copy())
     data["steps"] = (dims, np.zeros(shape, dtype=np.int64))
     data["status"] = (dims, np.full(shape, STATUS_PENDING, dtype=np.int8))
-    for m in METRICS:
+    for m in CURVES:
         data[f"{m}_curve"] = (dims + ("step",), np.full(shape + (len(steps),), np.nan))
-    ds = xr.Dataset(
-        data,
-        coords={
-            "w": ("w", np.asarray(w, dtype=float), {"long_name": "global parameter norm ‖θ‖₂", "units": "1"}),
-            "alpha": ("w", np.asarray(w, dtype=float) / w0, {"long_name": "initial scale α = w/w₀", "units": "1"}),
-            axis: (axis, np.asarray(axis_values), {"long_name": axis_long_name}),
-            "seed": ("seed", np.asarray(seeds, dtype=np.int64), {"long_name": "cell seed (init and batch order)"}),
-            "step": ("step", np.asarray(steps, dtype=np.int64), {"long_name": "optimizer step", "units": "steps"}),
-        },
-        attrs={**attrs, "w0": float(w0), "axis": axis},
-    )
+    w = np.asarray(coords["w"], dtype=float)
+    coord_vars = {d: (d, np.asarray(coords[d]), _AXIS_ATTRS.get(d, {})) for d in dims}
+    coord_vars["w"] = ("w", w, {"long_name": "global parameter norm ‖θ‖₂ (initial norm when unconstrained)", "units": "1"})
+    coord_vars[axis] = (axis, np.asarray(coords[axis]), {"long_name": axis_long_name})
+    coord_vars["alpha"] = ("w", w / w0, {"long_name": "initial scale α = w/w₀", "units": "1"})
+    coord_vars["step"] = ("step", np.asarray(steps, dtype=np.int64), {"long_name": "optimizer step", "units": "steps"})
+    ds = xr.Dataset(data, coords=coord_vars, attrs={**attrs, "w0": float(w0), "axis": axis})
     for name, a in _VAR_ATTRS.items():
         ds[name].attrs.update(a)
-    for m in METRICS:
-        ds[f"{m}_curve"].attrs.update({**_VAR_ATTRS[m], "long_name": _VAR_ATTRS[m]["long_name"].replace("(final eval)", "at each eval step")})
+    for m in CURVES:
+        ds[f"{m}_curve"].attrs.update({**_VAR_ATTRS[m], "long_name": _VAR_ATTRS[m]["long_name"].split(" (")[0] + " at each eval step"})
     return ds
 
 
@@ -101,7 +98,8 @@ def create(path: str | Path, ds: xr.Dataset, overwrite: bool = False) -> None:
     path = Path(path)
     if overwrite and path.exists():
         shutil.rmtree(path)
-    chunks = {name: {"chunks": (1, 1, 1) + ((ds.sizes["step"],) if "step" in ds[name].dims else ())}
+    # One chunk per cell (all its steps together): each cell's write touches only its own chunks.
+    chunks = {name: {"chunks": tuple(ds.sizes[d] if d == "step" else 1 for d in ds[name].dims)}
               for name in ds.data_vars}
     # Write to a temporary name first, so a crash mid-creation never leaves a half-made cube.
     tmp = path.with_name(path.name + ".partial")
@@ -130,18 +128,18 @@ def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
     return json.loads(ds.attrs["spec"])
 
 
-def write_cell(path: str | Path, axis: str, index: tuple[int, int, int], result: CellResult) -> None:
+def write_cell(path: str | Path, dims: tuple[str, ...], index: tuple[int, ...], result: CellResult) -> None:
     """Write one finished cell into its region. Status goes last: it is the commit mark."""
-    dims = cell_dims(axis)
     region = {d: slice(i, i + 1) for d, i in zip(dims, index)}
+    one = (1,) * len(dims)
     done = result.status == STATUS_DONE
-    finite = np.flatnonzero(~np.isnan(result.curves[0]))
-    final = result.curves[:, finite[-1]] if (done and len(finite)) else np.full(len(METRICS), np.nan)
-    cell = {m: (dims, np.reshape(v, (1, 1, 1))) for m, v in zip(METRICS, final)}
-    cell.update({f"{m}_curve": (dims + ("step",), result.curves[i][None, None, None]) for i, m in enumerate(METRICS)})
-    cell["norm"] = (dims, np.full((1, 1, 1), result.norm))
-    cell["seconds"] = (dims, np.full((1, 1, 1), result.seconds))
-    cell["steps"] = (dims, np.full((1, 1, 1), result.steps, dtype=np.int64))
+    evaluated = np.flatnonzero(~np.isnan(result.curves[0]))
+    final = result.curves[:, evaluated[-1]] if (done and len(evaluated)) else np.full(len(CURVES), np.nan)
+    cell = {m: (dims, np.full(one, v)) for m, v in zip(METRICS, final)}
+    cell.update({f"{m}_curve": (dims + ("step",), result.curves[i].reshape(one + (-1,))) for i, m in enumerate(CURVES)})
+    cell["norm"] = (dims, np.full(one, result.norm))
+    cell["seconds"] = (dims, np.full(one, result.seconds))
+    cell["steps"] = (dims, np.full(one, result.steps, dtype=np.int64))
     xr.Dataset(cell).to_zarr(path, region=region, consolidated=False)
     status = STATUS_DONE if done else STATUS_DIVERGED
-    xr.Dataset({"status": (dims, np.full((1, 1, 1), status, dtype=np.int8))}).to_zarr(path, region=region, consolidated=False)
+    xr.Dataset({"status": (dims, np.full(one, status, dtype=np.int8))}).to_zarr(path, region=region, consolidated=False)

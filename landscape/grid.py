@@ -34,10 +34,11 @@ BACKENDS = ("loky", "dask")
 
 @dataclass(frozen=True)
 class Cell:
-    index: tuple[int, int, int]  # position along (w, <axis>, seed)
+    index: tuple[int, ...]  # position along spec.cell_dims
     w: float
-    value: Any
+    value: Any  # along the task's axis
     seed: int
+    settings: dict[str, float]  # training-setting axis values (wd, lr), empty for landscapes
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,14 @@ def norm_values(spec: Spec, w0: float) -> list[float]:
 
 def plan(spec: Spec, w: list[float], status: np.ndarray) -> list[Cell]:
     """The pending cells, in grid order."""
-    return [
-        Cell((i, j, k), w[i], spec.axis_values[j], spec.seeds[k])
-        for i in range(len(w))
-        for j in range(len(spec.axis_values))
-        for k in range(len(spec.seeds))
-        if status[i, j, k] == STATUS_PENDING
-    ]
+    values = {"w": w, spec.axis: spec.axis_values, **spec.train_axes, "seed": spec.seeds}
+    cells = []
+    for index in np.ndindex(status.shape):
+        if status[index] != STATUS_PENDING:
+            continue
+        at = {d: values[d][i] for d, i in zip(spec.cell_dims, index)}
+        cells.append(Cell(index, at["w"], at[spec.axis], at["seed"], {k: at[k] for k in spec.train_axes}))
+    return cells
 
 
 @functools.lru_cache(maxsize=2)
@@ -80,7 +82,7 @@ def run_cell(spec_dict: dict[str, Any], data_dir: str | None, cell: Cell, thread
     torch.set_num_threads(threads)
     spec = resolve(spec_dict)
     task = _worker_task(spec.task, json.dumps(spec.task_options, sort_keys=True), data_dir)
-    return cell, train_cell(task, task.data(cell.value), cell.w, cell.seed, spec.train, spec.eval)
+    return cell, train_cell(task, task.data(cell.value), cell.w, cell.seed, spec.cell_train(cell.settings), spec.eval)
 
 
 def check_writable(out: Path) -> None:
@@ -111,13 +113,12 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool) -> None:
             )
         return
     ds = cube.template(
+        dims=spec.cell_dims,
+        coords={"w": norm_values(spec, w0), spec.axis: spec.axis_values, **spec.train_axes, "seed": spec.seeds},
         axis=task.axis,
         axis_long_name=task.axis_long_name,
-        w=norm_values(spec, w0),
         w0=w0,
-        axis_values=spec.axis_values,
-        seeds=spec.seeds,
-        steps=eval_steps(spec.train.steps, spec.eval.every),
+        steps=eval_steps(spec.train.steps, spec.eval),
         attrs=cube.standard_attrs(spec.task, spec.to_json(), task.data_source),
     )
     cube.create(out, ds, overwrite=overwrite)
@@ -195,8 +196,9 @@ def run_grid(
 
     with parallel_backend(backend, scheduler, jobs) as workers:
         prepare_store(spec, task, out, overwrite)
-        status = cube.open_cube(out)["status"].values
-        cells = plan(spec, list(cube.open_cube(out)["w"].values), status)
+        stored = cube.open_cube(out)
+        status = stored["status"].transpose(*spec.cell_dims).values
+        cells = plan(spec, list(stored["w"].values), status)
         total = status.size
         threads = 1 if backend == "dask" else max(1, cores // min(jobs, max(len(cells), 1)))
         n_jobs = min(workers, max(len(cells), 1))
@@ -209,7 +211,7 @@ def run_grid(
         try:
             for cell, result in results:
                 with deferred_interrupt():
-                    cube.write_cell(out, spec.axis, cell.index, result)
+                    cube.write_cell(out, spec.cell_dims, cell.index, result)
                 ran += 1
                 bar.update(1)
         finally:

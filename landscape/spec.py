@@ -20,6 +20,8 @@ from landscape.tasks.base import parse_options
 
 SECTIONS = ("task", "task_options", "axes", "train", "eval")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: Axes that sweep a training setting (dynamics runs); each maps to the [train] field it overrides.
+TRAIN_AXES = {"wd": "weight_decay", "lr": "lr"}
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    every: int = 100
+    every: int | str = 100  # eval every k steps, or "log" for `points` log-spaced steps
     samples: int = 0  # 0 = every sample; otherwise a fixed random subset of that size
+    points: int = 60  # number of log-spaced eval steps when every = "log"
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,24 @@ class Spec:
     seeds: list[int]
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    #: Training-setting axes (``wd``, ``lr``) in cube order; empty for a landscape grid.
+    train_axes: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def cell_dims(self) -> tuple[str, ...]:
+        """Cube dims of one cell: w, the task's axis, any training-setting axes, seed."""
+        return ("w", self.axis, *self.train_axes, "seed")
+
+    def cell_train(self, settings: dict[str, float]) -> TrainConfig:
+        """The training config of a cell, with its training-setting axis values applied."""
+        return dataclasses.replace(self.train, **{TRAIN_AXES[k]: v for k, v in settings.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical form stored in the cube and compared on resume."""
         return {
             "task": self.task,
             "task_options": self.task_options,
-            "axes": {self.norm_axis: self.norm_values, self.axis: self.axis_values, "seed": self.seeds},
+            "axes": {self.norm_axis: self.norm_values, self.axis: self.axis_values, **self.train_axes, "seed": self.seeds},
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
         }
@@ -134,14 +148,19 @@ def resolve(raw: dict[str, Any]) -> Spec:
     for s in seeds:
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise UserError(f"axes.seed: {s!r} is not a non-negative integer")
+    train_axes = {k: [float(v) for v in _axis_values(k, axes.pop(k), numeric=True)] for k in TRAIN_AXES if k in axes}
     if axes:
-        raise UserError(f"unknown axis {sorted(axes)[0]!r} (known: alpha or w, {cls.axis}, seed)")
+        known = ", ".join(["alpha or w", cls.axis, *TRAIN_AXES, "seed"])
+        raise UserError(f"unknown axis {sorted(axes)[0]!r} (known: {known})")
 
     train = parse_options(TrainConfig, _table(raw, "train"), "train")
     evalc = parse_options(EvalConfig, _table(raw, "eval"), "eval")
     _check_train(train)
+    for axis_name, values in train_axes.items():
+        for v in values:
+            _check_train(dataclasses.replace(train, **{TRAIN_AXES[axis_name]: v}), where=f"axes.{axis_name}")
     _check_eval(evalc)
-    return Spec(name, options, norm_axis, norm_values, cls.axis, axis_values, seeds, train, evalc)
+    return Spec(name, options, norm_axis, norm_values, cls.axis, axis_values, seeds, train, evalc, train_axes)
 
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
@@ -178,13 +197,16 @@ def _axis_values(name: str, value: Any, numeric: bool = False) -> list:
     return values
 
 
-def _check_train(t: TrainConfig) -> None:
+def _check_train(t: TrainConfig, where: str = "") -> None:
     if t.optimizer not in OPTIMIZERS:
         raise UserError(f"train.optimizer = {t.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+    def label(field_name: str, value: float) -> str:
+        return f"{where}: {value}" if where else f"train.{field_name} = {value}"
+
     if not t.lr > 0:
-        raise UserError(f"train.lr = {t.lr} must be positive")
+        raise UserError(f"{label('lr', t.lr)} must be positive")
     if t.weight_decay < 0:
-        raise UserError(f"train.weight_decay = {t.weight_decay} must be >= 0")
+        raise UserError(f"{label('weight_decay', t.weight_decay)} must be >= 0")
     if t.batch_size < 0:
         raise UserError(f"train.batch_size = {t.batch_size} must be >= 0 (0 = full batch)")
     if t.steps < 1:
@@ -192,7 +214,11 @@ def _check_train(t: TrainConfig) -> None:
 
 
 def _check_eval(e: EvalConfig) -> None:
-    if e.every < 1:
+    if isinstance(e.every, str) and e.every != "log":
+        raise UserError(f"eval.every = {e.every!r}: expected a step count or \"log\"")
+    if isinstance(e.every, int) and e.every < 1:
         raise UserError(f"eval.every = {e.every} must be at least 1")
+    if e.points < 2:
+        raise UserError(f"eval.points = {e.points} must be at least 2")
     if e.samples < 0:
         raise UserError(f"eval.samples = {e.samples} must be >= 0 (0 = all samples)")

@@ -16,8 +16,9 @@ from landscape.norm import NormConstrained, global_norm, project_to_sphere
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 
-#: Cube curve names, in the order ``CellResult.curves`` holds them.
+#: Final-value names; ``CellResult.curves`` holds these, then the global norm, at each eval.
 METRICS = ("train_loss", "test_loss", "train_err", "test_err")
+CURVES = METRICS + ("norm",)
 STATUS_PENDING, STATUS_DONE, STATUS_DIVERGED = 0, 1, 2
 _EVAL_CHUNK = 8192  # rows per forward pass at eval time, to bound memory on 60k-sample sets
 
@@ -26,16 +27,21 @@ _EVAL_CHUNK = 8192  # rows per forward pass at eval time, to bound memory on 60k
 class CellResult:
     """What a worker sends back: a few KB per cell."""
 
-    curves: np.ndarray  # (len(METRICS), n_evals), NaN where not reached
+    curves: np.ndarray  # (len(CURVES), n_evals), NaN where not reached
     norm: float
     steps: int
     seconds: float
     status: int
 
 
-def eval_steps(steps: int, every: int) -> np.ndarray:
-    """Steps at which a cell is evaluated: 0, every, 2*every, ... and always the last step."""
-    return np.unique(np.append(np.arange(0, steps + 1, every), steps))
+def eval_steps(steps: int, evalc: EvalConfig) -> np.ndarray:
+    """Steps at which a cell is evaluated: 0, then every k steps or log-spaced, and always the last."""
+    if evalc.every == "log":
+        # Log spacing keeps a 10^5-step run to a few dozen evals; rounding merges the early ones.
+        grid = np.rint(np.logspace(0, np.log10(steps), evalc.points)).astype(np.int64)
+    else:
+        grid = np.arange(0, steps + 1, evalc.every)
+    return np.unique(np.concatenate([[0], grid, [steps]]))
 
 
 def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -96,15 +102,15 @@ def train_cell(task: Task, split: Split, w: float, seed: int, train: TrainConfig
         (x, y) if train_pick is None else (x[train_pick], y[train_pick]),
         (split.test_x, split.test_y) if test_pick is None else (split.test_x[test_pick], split.test_y[test_pick]),
     )
-    evals = eval_steps(train.steps, evalc.every)
-    curves = np.full((len(METRICS), len(evals)), np.nan)
+    evals = eval_steps(train.steps, evalc)
+    curves = np.full((len(CURVES), len(evals)), np.nan)
     status, step, k = STATUS_DONE, 0, 0
 
     model.train()
     for step in range(train.steps + 1):
         if step == evals[k]:
             (tr_loss, tr_err), (te_loss, te_err) = (evaluate(task, model, *s) for s in eval_sets)
-            curves[:, k] = tr_loss, te_loss, tr_err, te_err
+            curves[:, k] = tr_loss, te_loss, tr_err, te_err, float(global_norm(params))
             k += 1
             if not (math.isfinite(tr_loss) and math.isfinite(te_loss)):
                 status = STATUS_DIVERGED

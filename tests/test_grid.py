@@ -123,3 +123,19 @@ def test_dask_backend_matches_loky(tiny_spec, tmp_path):
         assert (b["status"] == 1).all()
         for name in ("train_loss", "test_loss", "train_err", "test_err", "test_loss_curve"):
             np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-6, err_msg=name)
+
+
+def test_training_setting_axis_and_log_evals(tiny_spec, tmp_path):
+    """A dynamics-style grid: constraint off, a weight-decay axis, log-spaced evals, norm curves."""
+    out = tmp_path / "dyn.zarr"
+    args = ["--set", "axes.wd=[0.0, 1.0]", "--set", "train.optimizer=adamw", "--set", "train.constrain_norm=false",
+            "--set", "eval.every=log", "--set", "eval.points=5", "--set", "axes.alpha=[2.0]", "--set", "train.steps=100"]
+    assert run_cli("grid", tiny_spec, "--out", out, "--quiet", *args) == 0
+    ds = xr.open_zarr(out)
+    assert ds["status"].dims == ("w", "N", "wd", "seed")
+    np.testing.assert_array_equal(ds["step"].values, [0, 1, 3, 10, 32, 100])
+    norm = ds["norm_curve"].sel(N=20, seed=0).isel(w=0)
+    np.testing.assert_allclose(norm.isel(step=0), ds["w"].values[0], rtol=1e-5)  # starts at w = alpha * w0
+    # decoupled decay p <- p (1 - lr wd) per step shrinks the wd=1 run's norm well below the wd=0 run's
+    assert float(norm.sel(wd=1.0).isel(step=-1)) < float(norm.sel(wd=0.0).isel(step=-1)) * 0.95
+    assert json.loads(ds.attrs["spec"])["axes"]["wd"] == [0.0, 1.0]

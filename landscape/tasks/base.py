@@ -95,7 +95,8 @@ def parse_options(options_type: type, raw: Mapping[str, Any], where: str = "task
             known = ", ".join(sorted(fields)) or "none"
             raise UserError(f"unknown key {where}.{key} (known: {known})")
         default = getattr(options_type, key, None)
-        if default is not None and not _same_kind(default, value):
+        union_with_str = isinstance(value, str) and "str" in str(fields[key].type)
+        if default is not None and not union_with_str and not _same_kind(default, value):
             raise UserError(f"{where}.{key} = {value!r} should be a {type(default).__name__}")
     return options_type(**raw)
 
