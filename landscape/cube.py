@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from landscape.dynamics import first_reach
 from landscape.errors import UserError
 from landscape.train import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING, CellResult
 
@@ -29,6 +30,10 @@ _VAR_ATTRS: dict[str, dict[str, str]] = {
     "steps": {"long_name": "optimizer steps run", "units": "steps"},
     "seconds": {"long_name": "wall time of the cell", "units": "s"},
     "status": {"long_name": "cell status", "flag_values": "0 1 2", "flag_meanings": "pending done diverged"},
+    "t_fit": {"long_name": "first eval step with train accuracy >= eval level (NaN: never)", "units": "steps"},
+    "t_gen": {"long_name": "first eval step with test accuracy >= eval level (NaN: never)", "units": "steps"},
+    "fit_reached": {"long_name": "train accuracy reached the eval level", "flag_values": "0 1"},
+    "gen_reached": {"long_name": "test accuracy reached the eval level", "flag_values": "0 1"},
 }
 VERSIONED = ("landscape", "torch", "numpy", "xarray", "zarr")
 
@@ -58,6 +63,10 @@ def template(
     data["seconds"] = (dims, nan.copy())
     data["steps"] = (dims, np.zeros(shape, dtype=np.int64))
     data["status"] = (dims, np.full(shape, STATUS_PENDING, dtype=np.int8))
+    for name in ("t_fit", "t_gen"):
+        data[name] = (dims, nan.copy())
+    for name in ("fit_reached", "gen_reached"):
+        data[name] = (dims, np.zeros(shape, dtype=np.int8))
     for m in CURVES:
         data[f"{m}_curve"] = (dims + ("step",), np.full(shape + (len(steps),), np.nan))
     w = np.asarray(coords["w"], dtype=float)
@@ -128,8 +137,13 @@ def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
     return json.loads(ds.attrs["spec"])
 
 
-def write_cell(path: str | Path, dims: tuple[str, ...], index: tuple[int, ...], result: CellResult) -> None:
-    """Write one finished cell into its region. Status goes last: it is the commit mark."""
+def write_cell(
+    path: str | Path, dims: tuple[str, ...], index: tuple[int, ...], result: CellResult, steps: np.ndarray, level: float
+) -> None:
+    """Write one finished cell into its region. Status goes last: it is the commit mark.
+
+    ``steps`` are the eval steps of the curves and ``level`` the accuracy for t_fit / t_gen.
+    """
     region = {d: slice(i, i + 1) for d, i in zip(dims, index)}
     one = (1,) * len(dims)
     done = result.status == STATUS_DONE
@@ -140,6 +154,10 @@ def write_cell(path: str | Path, dims: tuple[str, ...], index: tuple[int, ...], 
     cell["norm"] = (dims, np.full(one, result.norm))
     cell["seconds"] = (dims, np.full(one, result.seconds))
     cell["steps"] = (dims, np.full(one, result.steps, dtype=np.int64))
+    for name, err in (("fit", result.curves[CURVES.index("train_err")]), ("gen", result.curves[CURVES.index("test_err")])):
+        t = first_reach(steps, err, level)
+        cell[f"t_{name}"] = (dims, np.full(one, t))
+        cell[f"{name}_reached"] = (dims, np.full(one, np.isfinite(t), dtype=np.int8))
     xr.Dataset(cell).to_zarr(path, region=region, consolidated=False)
     status = STATUS_DONE if done else STATUS_DIVERGED
     xr.Dataset({"status": (dims, np.full(one, status, dtype=np.int8))}).to_zarr(path, region=region, consolidated=False)

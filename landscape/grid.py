@@ -200,6 +200,7 @@ def run_grid(
         status = stored["status"].transpose(*spec.cell_dims).values
         cells = plan(spec, list(stored["w"].values), status)
         total = status.size
+        evals = stored["step"].values
         threads = 1 if backend == "dask" else max(1, cores // min(jobs, max(len(cells), 1)))
         n_jobs = min(workers, max(len(cells), 1))
         bar = tqdm(total=total, initial=total - len(cells), unit="cell", desc=spec.task,
@@ -211,7 +212,7 @@ def run_grid(
         try:
             for cell, result in results:
                 with deferred_interrupt():
-                    cube.write_cell(out, spec.cell_dims, cell.index, result)
+                    cube.write_cell(out, spec.cell_dims, cell.index, result, evals, spec.eval.level)
                 ran += 1
                 bar.update(1)
         finally:

@@ -39,6 +39,8 @@ class EvalConfig:
     every: int | str = 100  # eval every k steps, or "log" for `points` log-spaced steps
     samples: int = 0  # 0 = every sample; otherwise a fixed random subset of that size
     points: int = 60  # number of log-spaced eval steps when every = "log"
+    #: Accuracy level for t_fit / t_gen; a spec without it gets the task's default_level.
+    level: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ def resolve(raw: dict[str, Any]) -> Spec:
 
     train = parse_options(TrainConfig, _table(raw, "train"), "train")
     evalc = parse_options(EvalConfig, _table(raw, "eval"), "eval")
+    if "level" not in _table(raw, "eval"):
+        evalc = dataclasses.replace(evalc, level=cls.default_level)
     _check_train(train)
     for axis_name, values in train_axes.items():
         for v in values:
@@ -218,6 +222,8 @@ def _check_eval(e: EvalConfig) -> None:
         raise UserError(f"eval.every = {e.every!r}: expected a step count or \"log\"")
     if isinstance(e.every, int) and e.every < 1:
         raise UserError(f"eval.every = {e.every} must be at least 1")
+    if not 0 < e.level <= 1:
+        raise UserError(f"eval.level = {e.level} must be in (0, 1] (an accuracy)")
     if e.points < 2:
         raise UserError(f"eval.points = {e.points} must be at least 2")
     if e.samples < 0:

@@ -39,6 +39,8 @@ class Task(ABC):
     #: Name of the task's own grid axis (the cube dimension next to ``w``), e.g. ``"N"``.
     axis: ClassVar[str] = "N"
     axis_long_name: ClassVar[str] = "training-set size"
+    #: Accuracy at which a dynamics run counts as fitted (t_fit) or generalized (t_gen).
+    default_level: ClassVar[float] = 0.95
     #: Task options as a dataclass type; spec ``[task_options]`` keys must be its fields.
     Options: ClassVar[type] = NoOptions
 

@@ -22,6 +22,9 @@ class MnistOptions:
 
 class Mnist(Task):
     name = "mnist"
+    # With N = 1000 the MLP tops out near 88% test accuracy (Omnigrok Fig. 3d), so 95% would
+    # never be reached; 80% sits well above the ~10-30% pre-grokking plateau and below the top.
+    default_level = 0.80
     Options = MnistOptions
 
     def __init__(self, options: MnistOptions, data_dir: str | None = None):

@@ -33,6 +33,7 @@ TEACHER_SEED_OFFSET = 1_000_003
 
 class TeacherStudent(Task):
     name = "teacher-student"
+    default_level = 0.95  # Omnigrok Fig. 2c: steps to 95% train / test accuracy
     Options = TeacherStudentOptions
 
     def __init__(self, options: TeacherStudentOptions, data_dir: str | None = None):
