@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 grid: install
 	$(BIN)/landscape grid $(SPEC) --out $(OUT) --jobs $(JOBS) $(ARGS)
 
+figures: install
+	$(BIN)/landscape plot $(OUT) --out figures/$(TASK)
+
 test: install
 	$(BIN)/python -m pytest -q
 

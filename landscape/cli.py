@@ -31,7 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="summarise a cube")
     i.add_argument("cube")
+
+    f = sub.add_parser("plot", help="draw a cube's figures (PNG and PDF) into a directory")
+    f.add_argument("cube")
+    f.add_argument("--out", required=True, help="output directory, e.g. figures/mnist")
+    f.add_argument("--kind", action="append", help="lu, thumb or goldilocks (repeatable; default all)")
+    f.add_argument("--levels", type=_floats, help="contour levels, e.g. 0.1,0.2,0.3,0.4 (the default)")
+    f.add_argument("--smooth", type=float, metavar="SIGMA", help="gaussian smoothing of the thumb maps, in grid cells")
+    f.add_argument("--values", type=_floats, help="axis values of the LU curves (default smallest, middle, largest)")
     return p
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
@@ -59,10 +74,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from landscape.analysis import DEFAULT_LEVELS
+    from landscape.cube import open_cube
+    from plots.render import render
+
+    paths = render(open_cube(args.cube), args.out, kinds=args.kind, levels=args.levels or DEFAULT_LEVELS,
+                   smooth=args.smooth, values=args.values)
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"grid": cmd_grid, "info": cmd_info}[args.command](args)
+        return {"grid": cmd_grid, "info": cmd_info, "plot": cmd_plot}[args.command](args)
     except UserError as e:
         print(f"landscape: error: {e}", file=sys.stderr)
         return 2

@@ -1,9 +1,13 @@
 """Plain-text summary of a cube, for ``landscape info``."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import xarray as xr
 
+from landscape.analysis import (DEFAULT_LEVELS, GOLDILOCKS_THRESHOLD, critical_data_size, critical_norm,
+                                goldilocks_zone, lu_mismatch, seed_summary)
 from landscape.train import STATUS_DIVERGED, STATUS_DONE
 
 
@@ -33,4 +37,41 @@ def describe(ds: xr.Dataset) -> str:
             f"  {value!s:>10}  {float(ds['w'][i]):9.4g}  {float(ds['alpha'][i]):7.3g}  "
             f"{float(row['test_err'][i]):8.4f}  {float(row['train_err'][i]):9.4f}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _analysis_tables(ds))
+
+
+def _analysis_tables(ds: xr.Dataset) -> list[str]:
+    """The landscape.analysis summaries; with several seeds each entry reads mean±std over seeds."""
+    axis = ds.attrs["axis"]
+    per_value = [
+        (f"critical norm w_c = argmin over w of test_loss, per {axis}:",
+         critical_norm(ds), {"w_c": "w_c", "alpha_c": "alpha_c", "best": "test_loss"}),
+        (f"Goldilocks zone [w_lo, w_hi] where test_err <= {GOLDILOCKS_THRESHOLD:g} (edges interpolated in log w), "
+         f"per {axis}:", goldilocks_zone(ds, GOLDILOCKS_THRESHOLD),
+         {name: name for name in ("w_lo", "w_hi", "alpha_lo", "alpha_hi")}),
+        (f"LU mismatch: mean of test_err - train_err over the w above w_c, per {axis}:",
+         lu_mismatch(ds), {"lu_mismatch": "mismatch"}),
+    ]
+    lines = []
+    for heading, result, columns in per_value:
+        lines += ["", heading, f"  {axis:>10}  " + "  ".join(f"{c:>11}" for c in columns.values())]
+        lines += [_row(value, result, columns, {axis: i}) for i, value in enumerate(ds[axis].values)]
+    tips = critical_data_size(ds, DEFAULT_LEVELS)
+    lines += ["", f"critical data size {axis}_c: smallest {axis} where some w reaches test_err <= level "
+              f"(interpolated in log {axis}):", f"  {'level':>10}  {axis + '_c':>11}  {'w_tip':>11}  position"]
+    for i, level in enumerate(tips["level"].values):
+        positions = sorted(set(np.atleast_1d(tips["position"].isel(level=i).values).tolist()))
+        lines.append(_row(f"{level:g}", tips, (f"{axis}_c", "w_tip"), {"level": i}) + "  " + ", ".join(positions))
+    return lines
+
+
+def _row(label: object, result: xr.Dataset, names: Iterable[str], at: dict[str, int]) -> str:
+    return f"  {label!s:>10}  " + "  ".join(_entry(result, name, at) for name in names)
+
+
+def _entry(result: xr.Dataset, name: str, at: dict[str, int]) -> str:
+    mean = float(seed_summary(result, name).isel(at))
+    if np.isnan(mean):
+        return f"{'-':>11}"
+    std = float(result[f"{name}_std"].isel(at)) if f"{name}_std" in result else np.nan
+    return f"{mean:.4g}±{std:.2g}".rjust(11) if np.isfinite(std) else f"{mean:11.4g}"

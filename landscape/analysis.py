@@ -1,0 +1,230 @@
+"""Summaries of a reduced landscape: pure functions from a cube to xarray results, no plotting.
+
+Only finished cells (status 1) count: pending and diverged cells read as NaN, so a partly
+computed cube gives answers from what is done. Results keep every dim of the cube other than the
+ones they reduce (``w``, and the task's axis for :func:`critical_data_size`), normally ``seed``.
+Where ``seed`` is kept, each result ``x`` also comes as ``x_mean`` and ``x_std`` over seeds
+(NaN-skipping; std with ddof=1, so NaN when only one seed has a value).
+
+This module imports xarray, numpy and the error type only: plots and ``landscape info`` use it
+without pulling in torch.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from landscape.errors import UserError
+
+# The cube's status codes. landscape.train defines them too, but importing it would import torch.
+STATUS_PENDING, STATUS_DONE, STATUS_DIVERGED = 0, 1, 2
+#: Final-value variables of every cube.
+METRICS = ("train_loss", "test_loss", "train_err", "test_err")
+#: Test-error levels of the paper's thumb contours (Fig 3b).
+DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4)
+#: Test error at or below which a cell counts as generalizing, for the Goldilocks zone.
+GOLDILOCKS_THRESHOLD = 0.2
+#: Where the thumb tip lies relative to the grid of the task's axis.
+INSIDE, BELOW_GRID, ABOVE_GRID, NO_DATA = "inside", "below_grid", "above_grid", "no_data"
+
+
+def done(cube: xr.Dataset, var: str) -> xr.DataArray:
+    """``cube[var]`` in memory, NaN wherever the cell is not finished (status != 1)."""
+    if var not in cube.data_vars:
+        raise UserError(f"the cube has no variable {var!r} (it has {', '.join(sorted(cube.data_vars))})")
+    return cube[var].where(cube["status"] == STATUS_DONE).compute()
+
+
+def validate_level(var: str, level: float) -> None:
+    """An error rate lies in (0, 1); a level outside can never describe a contour of it."""
+    if var.endswith("_err") and not 0 < level < 1:
+        raise UserError(f"level {level:g} for {var} must lie strictly between 0 and 1")
+    if not level > 0:
+        raise UserError(f"level {level:g} for {var} must be positive")
+
+
+def average_seeds(cube: xr.Dataset) -> xr.Dataset:
+    """The cube with its final values averaged over finished seeds, without a ``seed`` dim.
+
+    ``status`` becomes 1 where some seed finished, else 2 where some seed diverged, else 0, so the
+    result is itself a cube the functions here accept, and the maps drawn from it are the maps
+    the thumb tips of :func:`critical_data_size` refer to.
+    """
+    metrics = [m for m in METRICS if m in cube.data_vars]
+    if "seed" not in cube.dims:
+        return cube[metrics + ["status"]].compute()
+    status = cube["status"].compute()
+    out = xr.Dataset({m: _quiet(done(cube, m).mean, "seed") for m in metrics})
+    out["status"] = xr.where((status == STATUS_DONE).any("seed"), STATUS_DONE,
+                             xr.where((status == STATUS_DIVERGED).any("seed"), STATUS_DIVERGED, STATUS_PENDING))
+    out = out.drop_vars("seed", errors="ignore")
+    out.attrs = dict(cube.attrs)
+    return out
+
+
+def critical_norm(cube: xr.Dataset, var: str = "test_loss") -> xr.Dataset:
+    """The critical norm w_c: the grid w minimising ``var``, for every value of the axis (and seed).
+
+    Returns ``w_c``, ``alpha_c`` = w_c / w0 and ``best`` (the minimum of ``var``); NaN where no
+    cell of that row is finished.
+    """
+    values = done(cube, var)
+    w_c = _quiet(values.idxmin, "w")
+    result = xr.Dataset({"w_c": w_c, "alpha_c": w_c / cube.attrs["w0"], "best": values.min("w")})
+    result.attrs.update(var=var, definition=f"w_c = argmin over the w grid of {var}")
+    return _summarize(result)
+
+
+def goldilocks_zone(
+    cube: xr.Dataset,
+    threshold: float | None = None,
+    *,
+    relative: float | None = None,
+    var: str = "test_err",
+) -> xr.Dataset:
+    """The Goldilocks zone [w_lo, w_hi] per axis value: the band of w where the model generalizes.
+
+    Give exactly one criterion: ``threshold`` (a cell qualifies when ``var`` <= threshold) or
+    ``relative`` (when ``var`` <= relative x the best ``var`` at that axis value and seed, so
+    ``relative=1.5`` keeps cells within 50% of the best). The band is the contiguous run of
+    finished, qualifying grid cells around the best w; its edges are interpolated linearly in
+    log w to where ``var`` crosses the cutoff, and stop at the grid's end when the run reaches it.
+    NaN where no cell qualifies.
+
+    Returns ``w_lo``, ``w_hi``, ``alpha_lo``, ``alpha_hi`` and the ``cutoff`` applied.
+    """
+    if (threshold is None) == (relative is None):
+        raise UserError("goldilocks_zone needs exactly one of threshold= (absolute) or relative= (x best)")
+    values = done(cube, var)
+    if threshold is not None:
+        validate_level(var, threshold)
+        cutoff = xr.full_like(values.isel(w=0, drop=True), threshold)
+    else:
+        if not relative >= 1:
+            raise UserError(f"relative={relative:g} must be at least 1 (the best cell always qualifies)")
+        cutoff = relative * values.min("w")
+    log_w = np.log10(cube["w"].values)
+    w_lo, w_hi = xr.apply_ufunc(
+        _band, values, cutoff, input_core_dims=[["w"], []], output_core_dims=[[], []],
+        vectorize=True, kwargs={"log_w": log_w},
+    )
+    w0 = cube.attrs["w0"]
+    result = xr.Dataset({"w_lo": w_lo, "w_hi": w_hi, "alpha_lo": w_lo / w0, "alpha_hi": w_hi / w0, "cutoff": cutoff})
+    criterion = f"{var} <= {threshold:g}" if threshold is not None else f"{var} <= {relative:g} x best"
+    result.attrs.update(var=var, criterion=criterion)
+    return _summarize(result, ("w_lo", "w_hi", "alpha_lo", "alpha_hi"))
+
+
+def critical_data_size(
+    cube: xr.Dataset,
+    level: float | Sequence[float],
+    var: str = "test_err",
+) -> xr.Dataset:
+    """The critical data size (the tip of the thumb) for each level, as ``<axis>_c`` (e.g. ``N_c``).
+
+    N_c is the smallest axis value at which some w reaches ``var`` <= level. Between the last
+    grid row above the level and the first at or below it, the best ``var`` over w is interpolated
+    linearly in log N; ``w_tip`` interpolates the best w between the same rows, in log w.
+    ``position`` says where the tip lies: "inside" the grid; "below_grid" (already reached at the
+    smallest axis value, so N_c <= that value and is reported NaN); "above_grid" (never reached,
+    N_c > the largest value, NaN); "no_data" (no finished cell). Rows with no finished cell are
+    skipped. A sequence of levels gives a ``level`` dim; a single level a scalar ``level`` coord.
+    """
+    levels = [float(x) for x in np.atleast_1d(level)]
+    for x in levels:
+        validate_level(var, x)
+    axis = cube.attrs["axis"]
+    values = done(cube, var)
+    best = values.min("w")
+    best_w = _quiet(values.idxmin, "w")
+    log_n = np.log10(cube[axis].values.astype(float))
+    per_level = []
+    for x in levels:
+        n_c, w_tip, position = xr.apply_ufunc(
+            _tip, best, best_w, input_core_dims=[[axis], [axis]], output_core_dims=[[], [], []],
+            vectorize=True, kwargs={"log_n": log_n, "level": x}, output_dtypes=[float, float, object],
+        )
+        per_level.append(xr.Dataset({f"{axis}_c": n_c, "w_tip": w_tip, "position": position.astype(str)}))
+    result = xr.concat(per_level, dim=xr.DataArray(levels, dims="level", name="level"))
+    if np.ndim(level) == 0:
+        result = result.squeeze("level")
+    result.attrs.update(var=var, axis=axis,
+                        definition=f"smallest {axis} where min over w of {var} <= level, interpolated in log {axis}")
+    return _summarize(result, (f"{axis}_c", "w_tip"))
+
+
+def lu_mismatch(cube: xr.Dataset) -> xr.Dataset:
+    """How far the train and test curves disagree at large w, one number per axis value (and seed).
+
+    Defined as the mean, over the finished grid cells with w above the critical norm w_c
+    (the test-loss minimiser, :func:`critical_norm`), of test_err - train_err: the generalization
+    gap on the large-w side of the U. It is 0 where train and test agree there (the test curve is
+    an L like the train curve) and approaches 1 where the model fits the training set perfectly and
+    gets every test sample wrong (the LU picture). NaN where no finished cell lies above w_c.
+    """
+    gap = done(cube, "test_err") - done(cube, "train_err")
+    w_c = critical_norm(cube)["w_c"]
+    mismatch = _quiet(gap.where(cube["w"] > w_c).mean, "w")
+    result = xr.Dataset({"lu_mismatch": mismatch})
+    result.attrs.update(definition="mean over w > w_c (argmin test_loss) of test_err - train_err")
+    return _summarize(result)
+
+
+def seed_summary(result: xr.Dataset, name: str) -> xr.DataArray:
+    """``name`` averaged over seeds when the result has seeds, else ``name`` itself."""
+    return result[f"{name}_mean"] if f"{name}_mean" in result else result[name]
+
+
+def _band(values: np.ndarray, cutoff: float, log_w: np.ndarray) -> tuple[float, float]:
+    finite = np.isfinite(values)
+    x, y = log_w[finite], values[finite]
+    if y.size == 0 or not np.isfinite(cutoff) or y.min() > cutoff:
+        return np.nan, np.nan
+    lo = hi = int(np.argmin(y))
+    while lo > 0 and y[lo - 1] <= cutoff:
+        lo -= 1
+    while hi < y.size - 1 and y[hi + 1] <= cutoff:
+        hi += 1
+    x_lo = x[lo] if lo == 0 else _crossing(x[lo - 1], y[lo - 1], x[lo], y[lo], cutoff)
+    x_hi = x[hi] if hi == y.size - 1 else _crossing(x[hi], y[hi], x[hi + 1], y[hi + 1], cutoff)
+    return 10.0 ** x_lo, 10.0 ** x_hi
+
+
+def _tip(best: np.ndarray, best_w: np.ndarray, log_n: np.ndarray, level: float) -> tuple[float, float, str]:
+    finite = np.isfinite(best)
+    if not finite.any():
+        return np.nan, np.nan, NO_DATA
+    x, y, log_w = log_n[finite], best[finite], np.log10(best_w[finite])
+    reached = np.flatnonzero(y <= level)
+    if reached.size == 0:
+        return np.nan, np.nan, ABOVE_GRID
+    k = int(reached[0])
+    if k == 0:
+        return np.nan, np.nan, BELOW_GRID
+    x_c = _crossing(x[k - 1], y[k - 1], x[k], y[k], level)
+    fraction = (x_c - x[k - 1]) / (x[k] - x[k - 1])
+    return 10.0 ** x_c, 10.0 ** (log_w[k - 1] + fraction * (log_w[k] - log_w[k - 1])), INSIDE
+
+
+def _crossing(x0: float, y0: float, x1: float, y1: float, level: float) -> float:
+    """Where the line through (x0, y0), (x1, y1) meets y = level; callers ensure y0 != y1."""
+    return x0 + (level - y0) / (y1 - y0) * (x1 - x0)
+
+
+def _summarize(result: xr.Dataset, names: Sequence[str] | None = None) -> xr.Dataset:
+    if "seed" not in result.dims:
+        return result
+    for name in names or [n for n in result.data_vars if "seed" in result[n].dims]:
+        result[f"{name}_mean"] = _quiet(result[name].mean, "seed")
+        result[f"{name}_std"] = _quiet(result[name].std, "seed", ddof=1)
+    return result
+
+
+def _quiet(reduce, *args, **kwargs):
+    """Run an xarray reduction whose all-NaN slices should just give NaN, without numpy's warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return reduce(*args, **kwargs)

@@ -1,0 +1,101 @@
+"""The LU figure: reduced train and test curves against w for a few values of the task's axis.
+
+Train loss is L-shaped and test loss U-shaped in w (paper Fig 2a for teacher-student, Fig 3c for
+MNIST); the critical norm w_c and the Goldilocks band sit at the bottom of the U.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from landscape.analysis import GOLDILOCKS_THRESHOLD, average_seeds, critical_norm, done, goldilocks_zone, seed_summary
+from landscape.errors import UserError
+from plots.style import (GREY, PALETTE, W_LABEL, add_alpha_axis, add_legend, collapse_status, mark_alpha_one,
+                         mark_missing_points, missing_point_handles, new_figure, set_title, styled)
+
+_PANELS = (("loss", "reduced loss"), ("err", "error (1 − accuracy)"))
+
+
+def choose_values(cube: xr.Dataset, values: Sequence[float] | None = None) -> list:
+    """The axis values to draw: the requested ones (each must be on the grid), else the smallest, middle and largest."""
+    axis = cube.attrs["axis"]
+    grid = np.sort(cube[axis].values)
+    if values is None:
+        return list(dict.fromkeys([grid[0], grid[len(grid) // 2], grid[-1]]))
+    chosen = []
+    for value in values:
+        match = np.flatnonzero(np.isclose(grid, value))
+        if match.size == 0:
+            raise UserError(f"{axis}={value:g} is not on the cube's grid ({', '.join(f'{g:g}' for g in grid)})")
+        chosen.append(grid[match[0]])
+    return list(dict.fromkeys(chosen))
+
+
+@styled
+def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None,
+              threshold: float = GOLDILOCKS_THRESHOLD) -> Figure:
+    """Loss (log y, unless no loss is positive) and error panels against w (log x) for each chosen axis value.
+
+    Curves are means over finished seeds, with the seed range shaded when there are several. w_c
+    (dotted) is the test-loss argmin; the shaded band is the Goldilocks zone test_err <= threshold.
+    """
+    axis = cube.attrs["axis"]
+    chosen = choose_values(cube, values)
+    mean = average_seeds(cube)
+    w_c = seed_summary(critical_norm(cube), "w_c")
+    band = goldilocks_zone(mean, threshold)
+    w = cube["w"].values
+    fig, axes = new_figure(2)
+    marked: set[int] = set()
+    for (kind, ylabel), ax in zip(_PANELS, axes):
+        for value, color in zip(chosen, PALETTE):
+            at = {axis: value}
+            for split, ls in (("train", "--"), ("test", "-")):
+                ax.plot(w, mean[f"{split}_{kind}"].sel(at).values, ls=ls, marker="o", ms=4, color=color)
+                _shade_seed_range(ax, cube, f"{split}_{kind}", at, color)
+            lo, hi = float(band["w_lo"].sel(at)), float(band["w_hi"].sel(at))
+            if np.isfinite(lo):
+                ax.axvspan(lo, hi, color=color, alpha=0.12, lw=0)
+            if np.isfinite(float(w_c.sel(at))):
+                ax.axvline(float(w_c.sel(at)), color=color, ls=":", lw=1.5)
+            marked |= mark_missing_points(ax, w, collapse_status(cube["status"].sel(at), keep="w"), color)
+        mark_alpha_one(ax, cube.attrs["w0"])
+        ax.set_xscale("log")
+        if kind == "err":
+            ax.set_ylim(-0.03, 1.03)
+        elif _any_positive(mean.sel({axis: chosen}), kind):  # a log axis with no positive data cannot place ticks
+            ax.set_yscale("log", nonpositive="mask")
+        ax.set_xlabel(W_LABEL)
+        ax.set_ylabel(ylabel)
+        add_alpha_axis(ax, cube.attrs["w0"])
+    add_legend(fig, _legend(axis, chosen, threshold) + missing_point_handles(marked), ncols=6)
+    set_title(fig, cube, "reduced train (dashed) and test (solid) curves")
+    return fig
+
+
+def _any_positive(shown: xr.Dataset, kind: str) -> bool:
+    return any(bool((shown[f"{split}_{kind}"] > 0).any()) for split in ("train", "test"))
+
+
+def _shade_seed_range(ax: Axes, cube: xr.Dataset, var: str, at: dict, color: str) -> None:
+    if cube.sizes.get("seed", 1) < 2:
+        return
+    per_seed = done(cube, var).sel(at)
+    lo, hi = per_seed.min("seed").values, per_seed.max("seed").values
+    ax.fill_between(cube["w"].values, lo, hi, color=color, alpha=0.15, lw=0)
+
+
+def _legend(axis: str, chosen: list, threshold: float) -> list:
+    return [Line2D([], [], color=c, marker="o", ms=4, label=f"${axis}$ = {v:g}") for v, c in zip(chosen, PALETTE)] + [
+        Line2D([], [], color="black", ls="--", label="train"),
+        Line2D([], [], color="black", ls="-", label="test"),
+        Line2D([], [], color="black", ls=":", label=r"$w_c$ (argmin test loss)"),
+        Patch(color=GREY, alpha=0.4, label=f"Goldilocks: test err ≤ {threshold:g}"),
+        Line2D([], [], color="0.25", ls="-.", label=r"$\alpha = 1$"),
+    ]

@@ -1,0 +1,166 @@
+"""The one look of every figure, and the drawing helpers the figure modules share.
+
+Figures are built on ``matplotlib.figure.Figure`` (no pyplot), so nothing here touches global
+state: the rc settings apply only inside :func:`styled` figure functions.
+"""
+from __future__ import annotations
+
+import functools
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec
+
+import matplotlib as mpl
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from landscape.analysis import STATUS_DIVERGED, STATUS_PENDING
+
+#: Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+VERMILLION, GREY = "#D55E00", "#999999"
+W_LABEL = r"global norm $w = \|\theta\|_2$"
+ALPHA_LABEL = r"$\alpha = w / w_0$"
+FORMATS = ("png", "pdf")
+
+_RC = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 12,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "figure.titlesize": 13,
+    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "savefig.dpi": 150,
+}
+
+P = ParamSpec("P")
+
+
+def styled(build: Callable[P, Figure]) -> Callable[P, Figure]:
+    """Run a figure function under the project style; rc values are read when artists are made."""
+    @functools.wraps(build)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
+        with mpl.rc_context(_RC):
+            return build(*args, **kwargs)
+    return wrapper
+
+
+def new_figure(ncols: int = 1, panel_width: float = 5.0, height: float = 4.4) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(panel_width * ncols + 1.6, height), layout="constrained")
+    return fig, list(np.atleast_1d(fig.subplots(1, ncols)))
+
+
+def axis_label(cube: xr.Dataset) -> str:
+    """E.g. "training-set size $N$", from the cube's own axis name and long_name."""
+    axis = cube.attrs["axis"]
+    return f"{cube[axis].attrs.get('long_name', axis)} ${axis}$"
+
+
+def set_title(fig: Figure, cube: xr.Dataset, what: str, note: str | None = None) -> None:
+    """Task and figure on the first line, the data source (wrapped: some are long) below."""
+    lines = [f"{cube.attrs.get('task', 'unknown task')}: {what}" + (f" ({note})" if note else "")]
+    # About nine title characters fit per inch of figure width.
+    lines += textwrap.wrap(f"data: {cube.attrs.get('data_source', 'unknown')}", width=int(9 * fig.get_figwidth()))
+    fig.suptitle("\n".join(lines))
+
+
+def add_alpha_axis(ax: Axes, w0: float, side: str = "top") -> None:
+    """A secondary α = w/w₀ axis opposite the w axis ("top" when w is x, "right" when w is y)."""
+    functions = (lambda w: w / w0, lambda a: a * w0)
+    if side == "top":
+        ax.secondary_xaxis("top", functions=functions).set_xlabel(ALPHA_LABEL)
+    else:
+        ax.secondary_yaxis("right", functions=functions).set_ylabel(ALPHA_LABEL)
+
+
+def mark_alpha_one(ax: Axes, w0: float, vertical: bool = True) -> Line2D:
+    """The initialisation norm w0 (α = 1): where default-initialised networks start."""
+    style = {"color": "0.25", "ls": "-.", "lw": 1.2, "label": r"$\alpha = 1$"}
+    return ax.axvline(w0, **style) if vertical else ax.axhline(w0, **style)
+
+
+def log_edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges for pcolormesh on a log axis: geometric midpoints, half a step beyond the ends."""
+    log_c = np.log10(np.asarray(centres, dtype=float))
+    if log_c.size == 1:
+        return 10.0 ** (log_c[0] + np.array([-0.25, 0.25]))
+    mid = (log_c[1:] + log_c[:-1]) / 2
+    return 10.0 ** np.concatenate([[2 * log_c[0] - mid[0]], mid, [2 * log_c[-1] - mid[-1]]])
+
+
+def collapse_status(status: xr.DataArray, keep: str) -> np.ndarray:
+    """One status per value of ``keep``: pending if any cell there is pending, else diverged if any is, else done."""
+    other = [d for d in status.dims if d != keep]
+    pending = (status == STATUS_PENDING).any(other).values
+    diverged = (status == STATUS_DIVERGED).any(other).values
+    return np.where(pending, STATUS_PENDING, np.where(diverged, STATUS_DIVERGED, 1))
+
+
+_MISSING_POINT = {STATUS_PENDING: {"marker": "o", "mfc": "none", "label": "pending"},
+                  STATUS_DIVERGED: {"marker": "x", "label": "diverged"}}
+
+
+def mark_missing_points(ax: Axes, x: np.ndarray, status: np.ndarray, color: str = GREY) -> set[int]:
+    """Along the bottom of a curve panel: a hollow circle where cells are pending, an x where one diverged.
+
+    Returns the status codes marked, for :func:`missing_point_handles`.
+    """
+    bottom = ax.get_xaxis_transform()  # x in data, y in axes fraction: always visible whatever the y range
+    marked = set()
+    for code, style in _MISSING_POINT.items():
+        where = np.asarray(status) == code
+        if where.any():
+            marked.add(code)
+            ax.plot(np.asarray(x)[where], np.full(where.sum(), 0.03), ls="none", ms=7, mew=1.5, color=color,
+                    mec=color, transform=bottom, clip_on=False, **style)
+    return marked
+
+
+def missing_point_handles(codes: set[int]) -> list[Line2D]:
+    """Legend entries, in grey, for the marks :func:`mark_missing_points` drew."""
+    return [Line2D([], [], ls="none", ms=7, mew=1.5, color=GREY, mec=GREY, **_MISSING_POINT[code])
+            for code in sorted(codes)]
+
+
+def mark_missing_cells(ax: Axes, x_edges: np.ndarray, y_edges: np.ndarray, status: np.ndarray) -> list[Line2D]:
+    """On a map (status rows = y, columns = x): grey hatching over pending cells, an x on diverged ones.
+
+    Returns legend handles for the kinds present.
+    """
+    handles = []
+    rows, cols = np.nonzero(status == STATUS_PENDING)
+    for r, c in zip(rows, cols):
+        ax.fill_between(x_edges[c:c + 2], y_edges[r], y_edges[r + 1], facecolor="0.85", edgecolor="0.55",
+                        hatch="///", lw=0)
+    if rows.size:
+        handles.append(Line2D([], [], ls="none", marker="s", mfc="0.85", mec="0.55", label="pending"))
+    rows, cols = np.nonzero(status == STATUS_DIVERGED)
+    if rows.size:
+        x = np.sqrt(x_edges[cols] * x_edges[cols + 1])
+        y = np.sqrt(y_edges[rows] * y_edges[rows + 1])
+        handles += ax.plot(x, y, ls="none", marker="x", ms=9, mew=2, color="black", label="diverged")
+    return handles
+
+
+def add_legend(fig: Figure, handles: list, ncols: int) -> None:
+    """Below the panels, where it neither covers data nor collides with the title."""
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)), frameon=False)
+
+
+def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
+    """Write ``name``.png and ``name``.pdf into ``out_dir`` (created if needed)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.{fmt}" for fmt in FORMATS]
+    with mpl.rc_context(_RC):
+        for path in paths:
+            fig.savefig(path)
+    return paths

@@ -1,0 +1,96 @@
+"""Time scales of grokking: t_fit and t_gen against weight decay and data size, and the LU
+prediction of the delay against the measured one (Omnigrok Fig. 2c, 3e, App. C)."""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from landscape.dynamics import loglog_slope
+from landscape.errors import UserError
+from plots.runs import run_label
+from plots.style import PALETTE, add_legend, axis_label, new_figure, set_title, styled
+
+_TIMES = (("t_fit", "--", "s", r"$t_{fit}$"), ("t_gen", "-", "o", r"$t_{gen}$"))
+
+
+def _lines_over(cube: xr.Dataset, dim: str) -> list[dict]:
+    """One selection per line: every combination of the other run dims (seed averaged)."""
+    others = [d for d in cube["status"].dims if d not in (dim, "seed")]
+    grids = np.meshgrid(*(cube[d].values for d in others), indexing="ij") if others else []
+    return [dict(zip(others, (g.ravel()[i] for g in grids))) for i in range(grids[0].size)] if others else [{}]
+
+
+def _times(cube: xr.Dataset, name: str) -> xr.DataArray:
+    t = cube[name].where(cube["status"] == 1)
+    return t.mean("seed") if "seed" in t.dims else t
+
+
+@styled
+def times_figure(cube: xr.Dataset, dim: str) -> Figure:
+    """t_fit and t_gen against ``dim`` (``wd`` or the task's axis) on log-log axes, with the fitted
+    slope of t_gen and, against weight decay, a 1/gamma reference line."""
+    if dim not in cube["status"].dims or cube.sizes[dim] < 2:
+        raise UserError(f"the cube has no {dim!r} sweep to plot times against")
+    x = cube[dim].values.astype(float)
+    fig, (ax,) = new_figure(1, panel_width=6.0, height=4.8)
+    handles = []
+    for at, color in zip(_lines_over(cube, dim), PALETTE):
+        for name, ls, marker, _ in _TIMES:
+            t = _times(cube, name).sel(at).values
+            ax.plot(x, t, ls=ls, marker=marker, color=color)
+        slope, intercept = loglog_slope(x, _times(cube, "t_gen").sel(at).values)
+        label = run_label(cube, at) + (f": slope {slope:.2f}" if np.isfinite(slope) else ": t_gen never reached")
+        handles.append(Line2D([], [], color=color, marker="o", label=label))
+    if dim == "wd":
+        positive = x[x > 0]
+        t_all = _times(cube, "t_gen").values
+        if positive.size and np.isfinite(t_all).any():
+            anchor_x = np.sqrt(positive.min() * positive.max())
+            anchor_t = np.exp(np.nanmean(np.log(t_all[np.isfinite(t_all) & (t_all > 0)])))
+            ax.plot(positive, anchor_t * anchor_x / positive, color="0.4", lw=1, ls=":")
+            handles.append(Line2D([], [], color="0.4", lw=1, ls=":", label=r"$\propto 1/\gamma$"))
+        ax.set_xlabel(r"weight decay $\gamma$")
+    else:
+        ax.set_xlabel(axis_label(cube))
+    handles += [Line2D([], [], color="0.3", ls=ls, marker=m, label=lab) for _, ls, m, lab in _TIMES]
+    ax.set_xscale("log")
+    ax.set_yscale("log", nonpositive="mask")
+    ax.set_ylabel("steps to reach the accuracy level")
+    add_legend(fig, handles, ncols=2)
+    set_title(fig, cube, f"time to fit and to generalize against {'γ' if dim == 'wd' else dim}")
+    return fig
+
+
+@styled
+def prediction_figure(cube: xr.Dataset, delays: xr.Dataset) -> Figure:
+    """Predicted delay (from the landscape's w_c, and from the Goldilocks edge w_hi) against t_gen."""
+    fig, (ax,) = new_figure(1, panel_width=5.2, height=5.0)
+    measured = delays["measured"]
+    handles = []
+    finite_all = []
+    for name, marker, color, label in (("predicted", "o", PALETTE[0], r"from $w_c$ (test-loss minimum)"),
+                                       ("predicted_edge", "s", PALETTE[1], r"from $w_{hi}$ (Goldilocks edge)")):
+        pred, meas = xr.broadcast(delays[name], measured)
+        ok = np.isfinite(pred.values) & np.isfinite(meas.values) & (pred.values > 0) & (meas.values > 0)
+        ax.plot(meas.values[ok], pred.values[ok], ls="none", marker=marker, ms=7, color=color, mfc="none", mew=1.8)
+        if ok.any():
+            ratio = np.exp(np.mean(np.log(pred.values[ok] / meas.values[ok])))
+            label += f": predicted/measured ×{ratio:.2f}"
+            finite_all += [pred.values[ok], meas.values[ok]]
+        handles.append(Line2D([], [], ls="none", marker=marker, color=color, mfc="none", mew=1.8, label=label))
+    if finite_all:
+        span = np.concatenate(finite_all)
+        lims = [span.min() / 2, span.max() * 2]
+        ax.plot(lims, lims, color="0.4", lw=1, ls=":")
+        ax.set_xlim(lims)
+        ax.set_ylim(lims)
+        handles.append(Line2D([], [], color="0.4", lw=1, ls=":", label="predicted = measured"))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"measured delay $t_{gen}$ (steps)")
+    ax.set_ylabel(r"predicted $\ln(w_{init}/w_{ref}) / -\ln(1-\eta\gamma)$")
+    add_legend(fig, handles, ncols=1)
+    set_title(fig, cube, "LU prediction of the grokking delay")
+    return fig

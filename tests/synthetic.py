@@ -1,0 +1,58 @@
+"""Synthetic cubes with known answers, built with xarray directly in the cube schema."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+W0 = 2.0
+ALPHA = np.logspace(-1, 1, 9)  # log10 alpha steps of 0.25
+N = np.array([10, 100, 1000, 10000])
+
+
+def make_cube(
+    *,
+    alpha: np.ndarray = ALPHA,
+    values: np.ndarray = N,
+    seeds: Sequence[int] = (0,),
+    axis: str = "N",
+    **metrics: np.ndarray,
+) -> xr.Dataset:
+    """A finished cube; each given metric is an array over (w, axis) or (w, axis, seed).
+
+    Metrics not given are filled from the given ones (losses from errors and vice versa), so every
+    figure can be drawn. ``status`` defaults to all done.
+    """
+    shape = (len(alpha), len(values), len(seeds))
+
+    def full(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=float)
+        return np.broadcast_to(a if a.ndim == 3 else a[..., None], shape).copy()
+
+    given = {k: full(v) for k, v in metrics.items() if k != "status"}
+    test_err = given.get("test_err", given.get("test_loss", np.zeros(shape)))
+    given.setdefault("test_err", np.clip(test_err, 0, 1))
+    given.setdefault("train_err", np.zeros(shape))
+    given.setdefault("test_loss", given["test_err"] + 1e-3)
+    given.setdefault("train_loss", given["train_err"] + 1e-4)
+    status = full(metrics.get("status", np.ones(shape[:2]))).astype(np.int8)
+    dims = ("w", axis, "seed")
+    data = {k: (dims, v) for k, v in given.items()}
+    data["status"] = (dims, status)
+    w = W0 * np.asarray(alpha, dtype=float)
+    coords = {"w": w, axis: (axis, np.asarray(values), {"long_name": "training-set size"}),
+              "seed": list(seeds), "alpha": ("w", np.asarray(alpha, dtype=float))}
+    attrs = {"task": "synthetic", "spec": json.dumps({"task": "synthetic"}), "w0": W0, "axis": axis,
+             "data_source": "made up in tests/synthetic.py", "created": "2000-01-01T00:00:00+00:00"}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def thumb_err(alpha: np.ndarray = ALPHA, values: np.ndarray = N) -> np.ndarray:
+    """test_err = min(1, g(N) + (log10 alpha)^2), g(N) = 1 - log10(N) / 4: best at alpha = 1, linear in log N.
+
+    So the tip for level L is at log10 N_c = 4 (1 - L), with w_tip = w0.
+    """
+    g = 1 - np.log10(np.asarray(values, dtype=float)) / 4
+    return np.minimum(1.0, g[None, :] + np.log10(alpha)[:, None] ** 2)

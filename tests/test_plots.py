@@ -1,0 +1,211 @@
+"""Figures and ``landscape plot`` on synthetic cubes: scales, labels, contours, files, partial cubes, bad input."""
+import ast
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.contour import ContourSet
+from matplotlib.figure import Figure
+
+from landscape.cli import main
+from plots.goldilocks import goldilocks_figure
+from plots.lu import lu_figure
+from plots.render import KINDS
+from plots.thumb import thumb_figure
+from tests.conftest import ROOT
+from tests.synthetic import ALPHA, N, make_cube, thumb_err
+
+SHAPE = (len(ALPHA), len(N))
+
+
+def thumb_cube(**kwargs):
+    return make_cube(test_err=thumb_err(), train_err=thumb_err() / 4, **kwargs)
+
+
+def partial_cube():
+    """Some cells pending, one diverged, values NaN there as the grid driver leaves them."""
+    status = np.ones(SHAPE)
+    status[:3, 1] = 0
+    status[6, 2] = 2
+    status[:, 3] = 0  # a whole row pending
+    err = np.where(status == 1, thumb_err(), np.nan)
+    return make_cube(test_err=err, train_err=err / 4, status=status)
+
+
+def fig_legend(fig) -> list[str]:
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def contour_levels(ax) -> list[float]:
+    return [lv for c in ax.collections if isinstance(c, ContourSet) for lv in c.levels]
+
+
+def test_lu_figure_is_log_scaled_and_labelled():
+    fig = lu_figure(thumb_cube())
+    assert isinstance(fig, Figure)
+    loss, err = fig.axes[:2]
+    assert loss.get_xscale() == err.get_xscale() == "log"
+    assert loss.get_yscale() == "log"
+    for ax in (loss, err):
+        assert "w" in ax.get_xlabel() and ax.get_ylabel()
+    assert "synthetic" in fig.get_suptitle() and "made up" in fig.get_suptitle()
+    legend = fig_legend(fig)
+    assert legend[:3] == ["$N$ = 10", "$N$ = 1000", "$N$ = 10000"]  # smallest, middle (index 2 of 4), largest
+
+
+def test_lu_figure_chosen_values():
+    fig = lu_figure(thumb_cube(), values=[1000])
+    assert fig_legend(fig)[0] == "$N$ = 1000"
+
+
+def test_thumb_contours_at_requested_levels():
+    fig = thumb_figure(thumb_cube(), levels=(0.25, 0.5))
+    train, test = fig.axes[:2]
+    for ax in (train, test):
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        assert "w" in ax.get_xlabel() and "N" in ax.get_ylabel()
+    assert contour_levels(test) == [0.25, 0.5]
+    labels = {t.get_text() for t in test.texts}
+    assert {"0.25", "0.5"} <= labels
+
+
+def test_thumb_marks_the_tips_and_alpha_one():
+    fig = thumb_figure(thumb_cube(), levels=(0.3,))
+    test = fig.axes[1]
+    stars = [line for line in test.get_lines() if line.get_marker() == "*"]
+    assert len(stars) == 1
+    np.testing.assert_allclose(stars[0].get_ydata(), 10 ** 2.8)
+    assert any(line.get_label() == r"$\alpha = 1$" for line in test.get_lines())
+
+
+def test_thumb_smoothing_is_named_in_the_title():
+    assert "σ = 1.5" in thumb_figure(thumb_cube(), smooth=1.5).get_suptitle()
+    assert "σ" not in thumb_figure(thumb_cube()).get_suptitle()
+
+
+def test_goldilocks_figure():
+    fig = goldilocks_figure(thumb_cube(), levels=(0.2, 0.4))
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert "N" in ax.get_xlabel() and "w" in ax.get_ylabel()
+    legend = fig_legend(fig)
+    assert "test err ≤ 0.2" in legend and "test err ≤ 0.4" in legend
+
+
+def test_figures_use_the_cube_axis_name():
+    cube = make_cube(test_err=thumb_err(values=N[:3]), values=N[:3], axis="m")
+    assert fig_legend(lu_figure(cube))[0] == "$m$ = 10"
+    assert "$m$" in thumb_figure(cube).axes[1].get_ylabel()
+    assert "$m$" in goldilocks_figure(cube).axes[0].get_xlabel()
+
+
+def test_partial_cube_plots_and_marks_missing_cells():
+    cube = partial_cube()
+    thumb = thumb_figure(cube)
+    assert {"pending", "diverged"} <= set(fig_legend(thumb))
+    lu = lu_figure(cube, values=[100, 1000])
+    assert {"pending", "diverged"} <= set(fig_legend(lu))
+    for fig in (thumb, lu, goldilocks_figure(cube)):
+        fig.draw_without_rendering()  # layout and ticks: where empty log axes would fail
+
+
+@pytest.mark.parametrize("cube", [
+    make_cube(test_err=thumb_err()[:1], alpha=ALPHA[:1]),
+    make_cube(test_err=thumb_err()[:, :1], values=N[:1]),
+    make_cube(test_err=thumb_err(), status=np.zeros(SHAPE)),
+], ids=["single-w", "single-N", "all-pending"])
+def test_degenerate_cubes_do_not_crash(cube):
+    for fig in (lu_figure(cube), thumb_figure(cube, smooth=1.0), goldilocks_figure(cube)):
+        fig.draw_without_rendering()
+
+
+def test_no_contours_where_no_level_is_crossed():
+    fig = thumb_figure(make_cube(test_err=np.ones(SHAPE), train_err=np.ones(SHAPE)))
+    assert contour_levels(fig.axes[0]) == contour_levels(fig.axes[1]) == []
+
+
+def save_cube(tmp_path, cube=None):
+    path = tmp_path / "cube.zarr"
+    (cube if cube is not None else thumb_cube()).to_zarr(path, zarr_format=2, consolidated=True)
+    return path
+
+
+def test_cli_plot_writes_png_and_pdf(tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["plot", str(save_cube(tmp_path)), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{k}.{ext}" for k in KINDS for ext in ("png", "pdf"))
+    assert str(out / "thumb.png") in capsys.readouterr().out
+
+
+def test_cli_plot_options(tmp_path):
+    out = tmp_path / "figs"
+    args = ["plot", str(save_cube(tmp_path)), "--out", str(out), "--kind", "goldilocks", "--kind", "goldilocks",
+            "--levels", "0.2,0.3", "--smooth", "1", "--values", "10,1000"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["goldilocks.pdf", "goldilocks.png"]
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--levels", "0.2,1.5"], "between 0 and 1"),
+    (["--levels", "0.2,x"], "comma-separated numbers"),
+    (["--kind", "pie"], "unknown figure kind 'pie'"),
+    (["--values", "33"], "N=33 is not on the cube's grid"),
+    (["--smooth", "-1"], "must be positive"),
+])
+def test_cli_plot_bad_options(tmp_path, capsys, extra, match):
+    out = tmp_path / "figs"
+    assert main(["plot", str(save_cube(tmp_path)), "--out", str(out), *extra]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], lines
+    assert not out.exists(), "figures were written for bad input"
+
+
+def test_cli_plot_not_a_cube(tmp_path, capsys):
+    (tmp_path / "plain").mkdir()
+    for path in (tmp_path / "nope.zarr", tmp_path / "plain"):
+        assert main(["plot", str(path), "--out", str(tmp_path / "figs")]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cli_plot_missing_variable(tmp_path, capsys):
+    path = save_cube(tmp_path, thumb_cube().drop_vars("test_err"))
+    assert main(["plot", str(path), "--out", str(tmp_path / "figs")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "no variable 'test_err'" in lines[0]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+
+
+MINE = ["plots/__init__.py", "plots/style.py", "plots/lu.py", "plots/thumb.py", "plots/goldilocks.py",
+        "plots/render.py", "landscape/analysis.py"]
+
+
+@pytest.mark.parametrize("path", [ROOT / p for p in MINE], ids=lambda p: p.name)
+def test_plots_and_analysis_read_cubes_only(path):
+    """No torch, no training code (so none of it comes in transitively either), no pyplot global state."""
+    for module in imported_modules(path):
+        assert module.split(".")[0] != "torch", module
+        assert module != "matplotlib.pyplot", module
+        if module.startswith("landscape"):
+            assert module in ("landscape.analysis", "landscape.errors"), module
+
+
+def test_figures_leave_global_rc_untouched():
+    before = dict(matplotlib.rcParams)
+    thumb_figure(thumb_cube())
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_several_seeds_show_their_spread():
+    log_a = np.log10(ALPHA)[:, None, None]
+    loss = (log_a - np.array([0.0, 0.25])) ** 2 + np.zeros((1, len(N), 1)) + 0.01  # minima differ per seed
+    cube = make_cube(test_err=np.stack([thumb_err()] * 2, axis=-1), test_loss=loss, seeds=(0, 1))
+    lu = lu_figure(cube)
+    assert any(type(c).__name__ == "FillBetweenPolyCollection" for c in lu.axes[0].collections)
+    _, _, (bars,) = goldilocks_figure(cube).axes[0].containers[0]
+    assert np.ptp(bars.get_segments()[0][:, 1]) > 0, "w_c drawn without its seed spread"
