@@ -11,6 +11,7 @@ without pulling in torch.
 """
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 
@@ -18,17 +19,25 @@ import numpy as np
 import xarray as xr
 
 from landscape.errors import UserError
+from landscape.schema import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING  # noqa: F401 (re-exported)
 
-# The cube's status codes. landscape.train defines them too, but importing it would import torch.
-STATUS_PENDING, STATUS_DONE, STATUS_DIVERGED = 0, 1, 2
-#: Final-value variables of every cube.
-METRICS = ("train_loss", "test_loss", "train_err", "test_err")
 #: Test-error levels of the paper's thumb contours (Fig 3b).
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4)
 #: Test error at or below which a cell counts as generalizing, for the Goldilocks zone.
 GOLDILOCKS_THRESHOLD = 0.2
 #: Where the thumb tip lies relative to the grid of the task's axis.
 INSIDE, BELOW_GRID, ABOVE_GRID, NO_DATA = "inside", "below_grid", "above_grid", "no_data"
+
+
+def is_landscape(cube: xr.Dataset) -> bool:
+    """A reduced landscape: norm-constrained cells over several w, the task's axis and seeds only.
+
+    Anything else (unconstrained runs, weight-decay or lr axes, a single w) is a dynamics cube,
+    read through its curves and t_fit / t_gen rather than through the shape over w.
+    """
+    constrained = json.loads(cube.attrs.get("spec", "{}")).get("train", {}).get("constrain_norm", True)
+    dims = set(cube["status"].dims)
+    return constrained and dims == {"w", cube.attrs["axis"], "seed"} and cube.sizes["w"] >= 2
 
 
 def done(cube: xr.Dataset, var: str) -> xr.DataArray:

@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("plot", help="draw a cube's figures (PNG and PDF) into a directory")
     f.add_argument("cube")
     f.add_argument("--out", required=True, help="output directory, e.g. figures/mnist")
-    f.add_argument("--kind", action="append", help="lu, thumb or goldilocks (repeatable; default all)")
+    f.add_argument("--kind", action="append",
+                   help="landscape cubes: lu, thumb, goldilocks; dynamics cubes: grokking, times-wd, times-axis, "
+                        "prediction (repeatable; default all that the cube supports)")
+    f.add_argument("--landscape", metavar="CUBE",
+                   help="for a dynamics cube: a landscape cube of the same task, for the delay-prediction panel")
     f.add_argument("--levels", type=_floats, help="contour levels, e.g. 0.1,0.2,0.3,0.4 (the default)")
     f.add_argument("--smooth", type=float, metavar="SIGMA", help="gaussian smoothing of the thumb maps, in grid cells")
     f.add_argument("--values", type=_floats, help="axis values of the LU curves (default smallest, middle, largest)")
@@ -79,8 +83,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from landscape.cube import open_cube
     from plots.render import render
 
+    landscape = open_cube(args.landscape) if args.landscape else None
     paths = render(open_cube(args.cube), args.out, kinds=args.kind, levels=args.levels or DEFAULT_LEVELS,
-                   smooth=args.smooth, values=args.values)
+                   smooth=args.smooth, values=args.values, landscape=landscape)
     print("\n".join(str(p) for p in paths))
     return 0
 

@@ -12,14 +12,17 @@ import importlib.metadata
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from landscape.dynamics import first_reach
 from landscape.errors import UserError
-from landscape.train import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING, CellResult
+from landscape.schema import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING
+
+if TYPE_CHECKING:  # the cube is read by torch-free code (plots, info); only the writer sees a CellResult
+    from landscape.train import CellResult
 
 _VAR_ATTRS: dict[str, dict[str, str]] = {
     "train_loss": {"long_name": "reduced training loss (final eval)", "units": "1"},

@@ -1,18 +1,18 @@
 """Plain-text summary of a cube, for ``landscape info``."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import numpy as np
 import xarray as xr
 
 from landscape.analysis import (DEFAULT_LEVELS, GOLDILOCKS_THRESHOLD, critical_data_size, critical_norm,
-                                goldilocks_zone, lu_mismatch, seed_summary)
-from landscape.train import STATUS_DIVERGED, STATUS_DONE
+                                goldilocks_zone, is_landscape, lu_mismatch, seed_summary)
+from landscape.schema import STATUS_DIVERGED, STATUS_DONE
 
 
 def describe(ds: xr.Dataset) -> str:
-    axis = ds.attrs["axis"]
     status = ds["status"].values
     done, diverged = int((status == STATUS_DONE).sum()), int((status == STATUS_DIVERGED).sum())
     lines = [
@@ -22,6 +22,39 @@ def describe(ds: xr.Dataset) -> str:
         f"w0:          {ds.attrs['w0']:.4g}   (alpha = w / w0)",
         f"progress:    {done + diverged}/{status.size} cells finished ({done} done, {diverged} diverged)",
         f"created:     {ds.attrs['created']}",
+    ]
+    body = _landscape_tables(ds) if is_landscape(ds) else _dynamics_table(ds)
+    return "\n".join(lines + body)
+
+
+def _dynamics_table(ds: xr.Dataset) -> list[str]:
+    """One row per run: its settings, when it fit and generalized, and where it ended."""
+    level = json.loads(ds.attrs["spec"])["eval"]["level"]
+    dims = [d for d in ds["status"].dims if d != "w"]
+    header = f"  {'alpha':>7}  " + "  ".join(f"{d:>7}" for d in dims)
+    lines = ["", f"runs (t_fit / t_gen: first eval step with train / test accuracy >= {level:g}; '-' = never):",
+             header + f"  {'t_fit':>8}  {'t_gen':>8}  {'train_err':>9}  {'test_err':>8}  {'norm':>8}  status"]
+    for index in np.ndindex(ds["status"].shape):
+        cell = ds.isel(dict(zip(ds["status"].dims, index)))
+        values = "  ".join(f"{cell[d].values!s:>7}" for d in dims)
+        numbers = [_fmt(cell[name], width) for name, width in
+                   (("t_fit", 8), ("t_gen", 8), ("train_err", 9), ("test_err", 8), ("norm", 8))]
+        lines.append(f"  {float(cell['alpha']):7.3g}  {values}  " + "  ".join(numbers)
+                     + f"  {_STATUS[int(cell['status'])]}")
+    return lines
+
+
+_STATUS = {0: "pending", STATUS_DONE: "done", STATUS_DIVERGED: "diverged"}
+
+
+def _fmt(value: xr.DataArray, width: int) -> str:
+    v = float(value)
+    return f"{'-':>{width}}" if np.isnan(v) else f"{v:{width}.4g}"
+
+
+def _landscape_tables(ds: xr.Dataset) -> list[str]:
+    axis = ds.attrs["axis"]
+    lines = [
         "",
         f"reduced test error at the best w, per {axis} (mean over seeds):",
         f"  {axis:>10}  {'best w':>9}  {'alpha':>7}  {'test_err':>8}  {'train_err':>9}",
@@ -37,7 +70,7 @@ def describe(ds: xr.Dataset) -> str:
             f"  {value!s:>10}  {float(ds['w'][i]):9.4g}  {float(ds['alpha'][i]):7.3g}  "
             f"{float(row['test_err'][i]):8.4f}  {float(row['train_err'][i]):9.4f}"
         )
-    return "\n".join(lines + _analysis_tables(ds))
+    return lines + _analysis_tables(ds)
 
 
 def _analysis_tables(ds: xr.Dataset) -> list[str]:

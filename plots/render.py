@@ -7,15 +7,31 @@ from pathlib import Path
 import xarray as xr
 from matplotlib.figure import Figure
 
-from landscape.analysis import DEFAULT_LEVELS
+from landscape.analysis import DEFAULT_LEVELS, is_landscape
+from landscape.dynamics import delay_prediction
 from landscape.errors import UserError
 from plots.goldilocks import goldilocks_figure
+from plots.grokking import grokking_figure
 from plots.lu import lu_figure
 from plots.style import save
 from plots.thumb import thumb_figure
+from plots.timescales import prediction_figure, times_figure
 
-#: Figure kinds in the order they are drawn; each writes <kind>.png and <kind>.pdf.
+#: Figure kinds of a reduced landscape, in the order they are drawn; each writes <kind>.png/.pdf.
 KINDS = ("lu", "thumb", "goldilocks")
+#: Figure kinds of a dynamics cube: curves, times against gamma and against the task's axis, and
+#: the delay predicted from a landscape cube (drawn when one is given).
+DYNAMICS_KINDS = ("grokking", "times-wd", "times-axis", "prediction")
+
+
+def available_kinds(cube: xr.Dataset, landscape: xr.Dataset | None = None) -> tuple[str, ...]:
+    """What can be drawn from this cube: its sweeps decide, never its task name."""
+    if is_landscape(cube):
+        return KINDS
+    swept = {d for d in cube["status"].dims if cube.sizes[d] > 1}
+    return tuple(k for k, ok in (("grokking", True), ("times-wd", "wd" in swept),
+                                 ("times-axis", cube.attrs["axis"] in swept), ("prediction", landscape is not None))
+                 if ok)
 
 
 def render(
@@ -25,20 +41,27 @@ def render(
     levels: Sequence[float] = DEFAULT_LEVELS,
     smooth: float | None = None,
     values: Sequence[float] | None = None,
+    landscape: xr.Dataset | None = None,
 ) -> list[Path]:
     """Draw the requested kinds (default all) and write them; return the paths written.
 
     ``levels`` sets the contours of the thumb and the bands of the Goldilocks figure, ``smooth``
-    the thumb's optional gaussian, ``values`` the axis values of the LU curves.
+    the thumb's optional gaussian, ``values`` the axis values of the LU curves. For a dynamics
+    cube, ``landscape`` (a landscape cube of the same task) enables the delay-prediction panel.
     """
-    kinds = list(dict.fromkeys(kinds or KINDS))
-    unknown = [k for k in kinds if k not in KINDS]
+    possible = available_kinds(cube, landscape)
+    kinds = list(dict.fromkeys(kinds or possible))
+    unknown = [k for k in kinds if k not in possible]
     if unknown:
-        raise UserError(f"unknown figure kind {unknown[0]!r} (choose from {', '.join(KINDS)})")
+        raise UserError(f"figure kind {unknown[0]!r} is not available for this cube (choose from {', '.join(possible)})")
     builders: dict[str, Callable[[], Figure]] = {
         "lu": lambda: lu_figure(cube, values),
         "thumb": lambda: thumb_figure(cube, levels, smooth),
         "goldilocks": lambda: goldilocks_figure(cube, levels),
+        "grokking": lambda: grokking_figure(cube),
+        "times-wd": lambda: times_figure(cube, "wd"),
+        "times-axis": lambda: times_figure(cube, cube.attrs["axis"]),
+        "prediction": lambda: prediction_figure(cube, delay_prediction(cube, landscape)),
     }
     # Draw everything before writing anything: bad input found by a later kind leaves no partial output.
     figures = {kind: builders[kind]() for kind in kinds}

@@ -16,14 +16,14 @@ def spec_of(cube: xr.Dataset) -> dict[str, Any]:
     return json.loads(cube.attrs["spec"])
 
 
-def run_dims(cube: xr.Dataset) -> list[str]:
-    """The cell dims that tell runs apart (all but ``seed``)."""
-    return [d for d in cube["status"].dims if d != "seed"]
+def run_dims(cube: xr.Dataset, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The cell dims that tell runs apart (all but ``seed`` and ``exclude``)."""
+    return [d for d in cube["status"].dims if d != "seed" and d not in exclude]
 
 
-def run_selections(cube: xr.Dataset) -> list[dict[str, Any]]:
-    """One ``.sel`` dict per run, in grid order."""
-    dims = run_dims(cube)
+def run_selections(cube: xr.Dataset, exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One ``.sel`` dict per run (per line, when ``exclude`` names the dim a line runs along), in grid order."""
+    dims = run_dims(cube, exclude)
     return [dict(zip(dims, values)) for values in itertools.product(*(cube[d].values for d in dims))]
 
 

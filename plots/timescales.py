@@ -9,17 +9,10 @@ from matplotlib.lines import Line2D
 
 from landscape.dynamics import loglog_slope
 from landscape.errors import UserError
-from plots.runs import run_label
+from plots.runs import run_label, run_selections
 from plots.style import PALETTE, add_legend, axis_label, new_figure, set_title, styled
 
 _TIMES = (("t_fit", "--", "s", r"$t_{fit}$"), ("t_gen", "-", "o", r"$t_{gen}$"))
-
-
-def _lines_over(cube: xr.Dataset, dim: str) -> list[dict]:
-    """One selection per line: every combination of the other run dims (seed averaged)."""
-    others = [d for d in cube["status"].dims if d not in (dim, "seed")]
-    grids = np.meshgrid(*(cube[d].values for d in others), indexing="ij") if others else []
-    return [dict(zip(others, (g.ravel()[i] for g in grids))) for i in range(grids[0].size)] if others else [{}]
 
 
 def _times(cube: xr.Dataset, name: str) -> xr.DataArray:
@@ -36,7 +29,7 @@ def times_figure(cube: xr.Dataset, dim: str) -> Figure:
     x = cube[dim].values.astype(float)
     fig, (ax,) = new_figure(1, panel_width=6.0, height=4.8)
     handles = []
-    for at, color in zip(_lines_over(cube, dim), PALETTE):
+    for at, color in zip(run_selections(cube, exclude=(dim,)), PALETTE):
         for name, ls, marker, _ in _TIMES:
             t = _times(cube, name).sel(at).values
             ax.plot(x, t, ls=ls, marker=marker, color=color)

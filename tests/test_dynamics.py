@@ -6,8 +6,12 @@ import pytest
 import torch
 import xarray as xr
 
+from pathlib import Path
+
 from landscape.cli import main
+from landscape.dynamics import delay_prediction, loglog_slope
 from landscape.dynamics import first_reach, predict_delay
+from tests.conftest import TINY_TS
 from landscape.spec import EvalConfig
 from landscape.train import eval_steps
 
@@ -59,14 +63,36 @@ def test_delay_prediction_edge_cases():
         predict_delay(2.0, 1.0, 0.1, 1e-3, rule="adam")
 
 
-def test_tiny_teacher_student_dynamics_grid(tiny_spec, tmp_path):
-    out = tmp_path / "dyn.zarr"
-    args = ["--set", "axes.alpha=[0.5, 2.0]", "--set", "axes.N=[40]", "--set", "axes.wd=[0.0, 1.0]",
+DYNAMICS = ["--set", "axes.alpha=[0.5, 2.0]", "--set", "axes.N=[40]", "--set", "axes.wd=[0.1, 1.0]",
             "--set", "train.optimizer=adamw", "--set", "train.lr=1e-2", "--set", "train.constrain_norm=false",
             "--set", "train.steps=300", "--set", "eval.every=log", "--set", "eval.points=20",
             "--set", "task_options.threshold=0.01", "--set", "eval.level=0.9"]
-    assert main([str(a) for a in ("grid", tiny_spec, "--out", out, "--quiet", *args)]) == 0
-    ds = xr.open_zarr(out)
+
+
+@pytest.fixture(scope="module")
+def dynamics_cube(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("dyn")
+    spec = tmp / "tiny.toml"
+    spec.write_text(TINY_TS)
+    out = tmp / "dyn.zarr"
+    assert main([str(a) for a in ("grid", spec, "--out", out, "--quiet", *DYNAMICS)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def landscape_cube(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("land")
+    spec = tmp / "tiny.toml"
+    spec.write_text(TINY_TS)
+    out = tmp / "land.zarr"
+    args = ["--set", "axes.N=[20, 80]", "--set", "axes.alpha=[0.25, 0.5, 1.0, 2.0]", "--set", "train.lr=1e-2",
+            "--set", "train.steps=400", "--set", "task_options.threshold=0.01"]
+    assert main([str(a) for a in ("grid", spec, "--out", out, "--quiet", *args)]) == 0
+    return out
+
+
+def test_tiny_teacher_student_dynamics_grid(dynamics_cube):
+    ds = xr.open_zarr(dynamics_cube)
     assert (ds["status"] == 1).all()
     for name in ("t_fit", "t_gen", "fit_reached", "gen_reached", "norm_curve"):
         assert name in ds
@@ -88,3 +114,52 @@ def test_bad_dynamics_input(capsys, tiny_spec, tmp_path, override, match):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_loglog_slope():
+    gamma = np.array([0.03, 0.1, 0.3, 1.0])
+    slope, _ = loglog_slope(gamma, 50.0 / gamma)
+    assert slope == pytest.approx(-1.0)
+    assert np.isnan(loglog_slope([1.0], [2.0])[0])
+
+
+def test_delay_prediction_from_cubes(dynamics_cube, landscape_cube):
+    dyn, land = xr.open_zarr(dynamics_cube), xr.open_zarr(landscape_cube)
+    delays = delay_prediction(dyn, land)
+    assert set(delays.data_vars) >= {"predicted", "predicted_edge", "measured", "w_c", "w_hi"}
+    w_c = float(delays["w_c"].sel(N=40))
+    lo, hi = sorted(float(x) for x in land["w"].values[[0, -1]])
+    assert lo <= w_c <= hi  # interpolated between the N = 20 and N = 80 rows
+    for w, gamma in ((dyn["w"].values[1], 1.0),):
+        expected = predict_delay(float(w), w_c, gamma, 1e-2)
+        assert float(delays["predicted"].sel(w=w, wd=gamma, N=40)) == pytest.approx(expected)
+
+
+def test_dynamics_figures(dynamics_cube, landscape_cube, tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["plot", str(dynamics_cube), "--out", str(out), "--landscape", str(landscape_cube)]) == 0
+    for kind in ("grokking", "times-wd", "prediction"):
+        assert (out / f"{kind}.png").stat().st_size > 0 and (out / f"{kind}.pdf").stat().st_size > 0
+    assert not (out / "lu.png").exists()  # landscape kinds do not apply to a dynamics cube
+
+    from plots.grokking import grokking_figure
+    from plots.timescales import times_figure
+
+    ds = xr.open_zarr(dynamics_cube)
+    fig = grokking_figure(ds)
+    curves = [ax for ax in fig.axes if ax.get_ylabel() == "accuracy"]
+    assert len(curves) == 4 and all(ax.get_xscale() == "symlog" for ax in curves)
+    assert any("norm" in ax.get_ylabel() for ax in fig.axes)
+    times = times_figure(ds, "wd").axes[0]
+    assert times.get_xscale() == "log" and times.get_yscale() == "log" and "gamma" in times.get_xlabel()
+
+
+def test_prediction_needs_matching_task(dynamics_cube, landscape_cube, tmp_path, capsys):
+    land = xr.open_zarr(landscape_cube).compute()
+    for var in land.variables.values():
+        var.encoding = {}
+    land.attrs["task"] = "mnist"
+    other = tmp_path / "other.zarr"
+    land.to_zarr(other)
+    assert main(["plot", str(dynamics_cube), "--out", str(tmp_path / "f"), "--landscape", str(other)]) == 2
+    assert "landscape cube is for task 'mnist'" in capsys.readouterr().err

@@ -149,7 +149,7 @@ def test_cli_plot_options(tmp_path):
 @pytest.mark.parametrize("extra,match", [
     (["--levels", "0.2,1.5"], "between 0 and 1"),
     (["--levels", "0.2,x"], "comma-separated numbers"),
-    (["--kind", "pie"], "unknown figure kind 'pie'"),
+    (["--kind", "pie"], "figure kind 'pie' is not available"),
     (["--values", "33"], "N=33 is not on the cube's grid"),
     (["--smooth", "-1"], "must be positive"),
 ])

@@ -1,0 +1,8 @@
+"""Names and codes of the cube that both the engine and the torch-free readers (analysis, plots) use."""
+
+#: Final-value variables of every cube; each also has a ``<name>_curve`` over ``step``.
+METRICS = ("train_loss", "test_loss", "train_err", "test_err")
+#: What a cell records at each eval: the metrics, then the global parameter norm.
+CURVES = METRICS + ("norm",)
+#: Values of the cube's ``status`` variable.
+STATUS_PENDING, STATUS_DONE, STATUS_DIVERGED = 0, 1, 2
