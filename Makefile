@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml
 grid: install
 	$(BIN)/landscape grid $(SPEC) --out $(OUT) --jobs $(JOBS) $(ARGS)
 
+# LANDSCAPE=results/<task>.zarr adds the delay-prediction panel to a dynamics cube's figures.
 figures: install
-	$(BIN)/landscape plot $(OUT) --out figures/$(TASK)
+	$(BIN)/landscape plot $(OUT) --out figures/$(TASK) $(if $(LANDSCAPE),--landscape $(LANDSCAPE))
 
 test: install
 	$(BIN)/python -m pytest -q
