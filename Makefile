@@ -31,5 +31,9 @@ figures: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The performance table (README "Performance"): one process, a few minutes on 2 cores.
+bench: install
+	$(BIN)/python -m landscape.bench
+
 clean:
 	rm -rf results figures

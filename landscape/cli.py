@@ -36,13 +36,36 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("cube")
     f.add_argument("--out", required=True, help="output directory, e.g. figures/mnist")
     f.add_argument("--kind", action="append",
-                   help="landscape cubes: lu, thumb, goldilocks; dynamics cubes: grokking, times-wd, times-axis, "
-                        "prediction (repeatable; default all that the cube supports)")
+                   help="landscape cubes: lu, thumb, goldilocks; (w, m) landscapes: maps, lu; dynamics cubes: "
+                        "grokking, times-wd, times-axis, prediction; with reference cosines also dichotomy, transition "
+                        "(repeatable; default all that the cube supports)")
     f.add_argument("--landscape", metavar="CUBE",
                    help="for a dynamics cube: a landscape cube of the same task, for the delay-prediction panel")
     f.add_argument("--levels", type=_floats, help="contour levels, e.g. 0.1,0.2,0.3,0.4 (the default)")
     f.add_argument("--smooth", type=float, metavar="SIGMA", help="gaussian smoothing of the thumb maps, in grid cells")
     f.add_argument("--values", type=_floats, help="axis values of the LU curves (default smallest, middle, largest)")
+
+    t = sub.add_parser("trajectory", help="integrate the reduced (w, m) trajectory of Eq. 6 on a (w, m) cube")
+    t.add_argument("cube")
+    t.add_argument("--start", required=True, type=_floats, metavar="W,M", help="start point, e.g. 60,0.15")
+    t.add_argument("--gamma", required=True, type=_floats, metavar="G[,G...]",
+                   help="weight decay(s); several give t_gen against gamma and its log-log slope")
+    t.add_argument("--eta-d", type=float, default=1.0, help="decoder learning rate eta_D (default 1)")
+    t.add_argument("--eta-r", type=float, default=1.0, help="representation learning rate eta_R (default 1)")
+    t.add_argument("--level", type=float,
+                   help="test loss below which the path has generalized (default: 1.3 x the smallest test loss of the grid)")
+    t.add_argument("--t-max", type=float, help="integration horizon for the smallest gamma (default: 4x the time "
+                                               "weight decay alone needs to cross the w grid)")
+    t.add_argument("--smooth", type=float, default=0.0, metavar="SIGMA",
+                   help="gaussian smoothing of the log losses before interpolation, in grid cells (default 0)")
+    t.add_argument("--boundary", type=float, help="train loss of the region I/II contour (default 0.02)")
+    t.add_argument("--out", help="directory for the figures (trajectory, path, gamma); none: print only")
+
+    b = sub.add_parser("boundaries", help="overlay the region I/II boundaries of several (w, m) cubes (Omnigrok Fig. 6e)")
+    b.add_argument("cubes", nargs="+")
+    b.add_argument("--out", required=True, help="output directory")
+    b.add_argument("--level", type=float, help="train loss of the contour (default 0.02)")
+    b.add_argument("--smooth", type=float, default=0.0, metavar="SIGMA", help="gaussian smoothing, in grid cells")
     return p
 
 
@@ -90,10 +113,40 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trajectory(args: argparse.Namespace) -> int:
+    from landscape.cube import open_cube
+    from landscape.trajectory import ReducedLandscape, describe, gamma_sweep
+
+    if len(args.start) != 2:
+        raise UserError(f"--start expects W,M (two numbers), got {len(args.start)}")
+    cube = open_cube(args.cube)
+    landscape = ReducedLandscape.from_cube(cube, args.smooth)
+    sweep, paths = gamma_sweep(landscape, tuple(args.start), args.gamma, args.eta_d, args.eta_r, args.level, args.t_max)
+    print(describe(landscape, sweep, paths))
+    if args.out:
+        from plots.messiness import DEFAULT_BOUNDARY, render_trajectory
+
+        boundary = DEFAULT_BOUNDARY if args.boundary is None else args.boundary
+        print("\n".join(str(p) for p in render_trajectory(cube, sweep, paths, args.out, boundary, args.smooth)))
+    return 0
+
+
+def cmd_boundaries(args: argparse.Namespace) -> int:
+    from landscape.cube import open_cube
+    from plots.messiness import DEFAULT_BOUNDARY, boundaries_figure
+    from plots.style import save
+
+    level = DEFAULT_BOUNDARY if args.level is None else args.level
+    fig = boundaries_figure([open_cube(c) for c in args.cubes], level, args.smooth)
+    print("\n".join(str(p) for p in save(fig, args.out, "boundaries")))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"grid": cmd_grid, "info": cmd_info, "plot": cmd_plot}[args.command](args)
+        return {"grid": cmd_grid, "info": cmd_info, "plot": cmd_plot, "trajectory": cmd_trajectory,
+                "boundaries": cmd_boundaries}[args.command](args)
     except UserError as e:
         print(f"landscape: error: {e}", file=sys.stderr)
         return 2

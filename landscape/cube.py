@@ -12,7 +12,7 @@ import importlib.metadata
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import xarray as xr
@@ -31,7 +31,7 @@ _VAR_ATTRS: dict[str, dict[str, str]] = {
     "test_err": {"long_name": "test error, 1 - accuracy (final eval)", "units": "1"},
     "norm": {"long_name": "global L2 norm of the constrained parameters (at the end)", "units": "1"},
     "steps": {"long_name": "optimizer steps run", "units": "steps"},
-    "seconds": {"long_name": "wall time of the cell", "units": "s"},
+    "seconds": {"long_name": "wall time of the cell (trained in a batch: its share of the batch's time)", "units": "s"},
     "status": {"long_name": "cell status", "flag_values": "0 1 2", "flag_meanings": "pending done diverged"},
     "t_fit": {"long_name": "first eval step with train accuracy >= eval level (NaN: never)", "units": "steps"},
     "t_gen": {"long_name": "first eval step with test accuracy >= eval level (NaN: never)", "units": "steps"},
@@ -57,8 +57,15 @@ def template(
     w0: float,
     steps: np.ndarray,
     attrs: dict[str, Any],
+    extra_curves: Mapping[str, str] | None = None,
+    extra_values: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
-    """An all-pending cube with the full schema; ``coords`` gives the values along each of ``dims``."""
+    """An all-pending cube with the full schema; ``coords`` gives the values along each of ``dims``.
+
+    ``extra_curves`` / ``extra_values`` (name -> long name) are a task's own per-eval scalars and
+    per-cell constants (``Task.extra_curves``, ``Task.extra_values``): ``<name>_curve`` and ``<name>``.
+    """
+    extra_curves, extra_values = extra_curves or {}, extra_values or {}
     shape = tuple(len(coords[d]) for d in dims)
     nan = np.full(shape, np.nan)
     data: dict[str, Any] = {m: (dims, nan.copy()) for m in METRICS}
@@ -70,8 +77,10 @@ def template(
         data[name] = (dims, nan.copy())
     for name in ("fit_reached", "gen_reached"):
         data[name] = (dims, np.zeros(shape, dtype=np.int8))
-    for m in CURVES:
+    for m in (*CURVES, *extra_curves):
         data[f"{m}_curve"] = (dims + ("step",), np.full(shape + (len(steps),), np.nan))
+    for name in extra_values:
+        data[name] = (dims, nan.copy())
     w = np.asarray(coords["w"], dtype=float)
     coord_vars = {d: (d, np.asarray(coords[d]), _AXIS_ATTRS.get(d, {})) for d in dims}
     coord_vars["w"] = ("w", w, {"long_name": "global parameter norm ‖θ‖₂ (initial norm when unconstrained)", "units": "1"})
@@ -83,6 +92,10 @@ def template(
         ds[name].attrs.update(a)
     for m in CURVES:
         ds[f"{m}_curve"].attrs.update({**_VAR_ATTRS[m], "long_name": _VAR_ATTRS[m]["long_name"].split(" (")[0] + " at each eval step"})
+    for name, long_name in extra_curves.items():
+        ds[f"{name}_curve"].attrs["long_name"] = long_name
+    for name, long_name in extra_values.items():
+        ds[name].attrs["long_name"] = long_name
     return ds
 
 
@@ -154,6 +167,8 @@ def write_cell(
     final = result.curves[:, evaluated[-1]] if (done and len(evaluated)) else np.full(len(CURVES), np.nan)
     cell = {m: (dims, np.full(one, v)) for m, v in zip(METRICS, final)}
     cell.update({f"{m}_curve": (dims + ("step",), result.curves[i].reshape(one + (-1,))) for i, m in enumerate(CURVES)})
+    cell.update({f"{m}_curve": (dims + ("step",), v.reshape(one + (-1,))) for m, v in result.extra_curves.items()})
+    cell.update({name: (dims, np.full(one, v)) for name, v in result.extra_values.items()})
     cell["norm"] = (dims, np.full(one, result.norm))
     cell["seconds"] = (dims, np.full(one, result.seconds))
     cell["steps"] = (dims, np.full(one, result.steps, dtype=np.int64))

@@ -9,7 +9,8 @@ import xarray as xr
 
 from landscape.analysis import (DEFAULT_LEVELS, GOLDILOCKS_THRESHOLD, critical_data_size, critical_norm,
                                 goldilocks_zone, is_landscape, lu_mismatch, seed_summary)
-from landscape.schema import STATUS_DIVERGED, STATUS_DONE
+from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values
+from landscape.trajectory import AXIS as MESSINESS_AXIS
 
 
 def describe(ds: xr.Dataset) -> str:
@@ -23,6 +24,7 @@ def describe(ds: xr.Dataset) -> str:
         f"progress:    {done + diverged}/{status.size} cells finished ({done} done, {diverged} diverged)",
         f"created:     {ds.attrs['created']}",
     ]
+    lines += [f"fixed:       {name} = {value}" for name, value in fixed_values(ds.attrs).items()]
     body = _landscape_tables(ds) if is_landscape(ds) else _dynamics_table(ds)
     return "\n".join(lines + body)
 
@@ -89,6 +91,8 @@ def _analysis_tables(ds: xr.Dataset) -> list[str]:
     for heading, result, columns in per_value:
         lines += ["", heading, f"  {axis:>10}  " + "  ".join(f"{c:>11}" for c in columns.values())]
         lines += [_row(value, result, columns, {axis: i}) for i, value in enumerate(ds[axis].values)]
+    if axis == MESSINESS_AXIS:
+        return lines  # a thumb tip is a smallest data size; along m it has no meaning
     tips = critical_data_size(ds, DEFAULT_LEVELS)
     lines += ["", f"critical data size {axis}_c: smallest {axis} where some w reaches test_err <= level "
               f"(interpolated in log {axis}):", f"  {'level':>10}  {axis + '_c':>11}  {'w_tip':>11}  position"]

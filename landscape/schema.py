@@ -6,3 +6,10 @@ METRICS = ("train_loss", "test_loss", "train_err", "test_err")
 CURVES = METRICS + ("norm",)
 #: Values of the cube's ``status`` variable.
 STATUS_PENDING, STATUS_DONE, STATUS_DIVERGED = 0, 1, 2
+#: Prefix of the attrs holding what a task keeps fixed that another task's axis sweeps (``fixed_N``).
+FIXED_PREFIX = "fixed_"
+
+
+def fixed_values(attrs: dict) -> dict:
+    """The fixed quantities of a cube by name, e.g. ``{"N": 4000}`` for a cube over (w, m)."""
+    return {k.removeprefix(FIXED_PREFIX): v for k, v in attrs.items() if k.startswith(FIXED_PREFIX)}

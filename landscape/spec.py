@@ -32,6 +32,22 @@ class TrainConfig:
     batch_size: int = 0  # 0 = full batch
     steps: int = 1000
     constrain_norm: bool = True
+    #: Cells one worker trains together as one batched model: 0 = chosen from device and memory,
+    #: 1 = the per-cell path.
+    max_batch_cells: int = 0
+    #: Convergence stop: a cell ends when its best train loss over the last `stop_window` evals is
+    #: not `stop_rtol` (relative) below its best before them (0 = off), or when its train loss
+    #: reaches `stop_loss` (0 = off).
+    stop_window: int = 0
+    stop_rtol: float = 1e-3
+    stop_loss: float = 0.0
+    #: Step decay of the learning rate (torch's StepLR): lr x `lr_decay_factor` after every
+    #: `lr_decay_every` steps (0 = a constant lr).
+    lr_decay_every: int = 0
+    lr_decay_factor: float = 0.1
+    #: Adam/AdamW moment decay rates (torch's defaults); sgd has none.
+    beta1: float = 0.9
+    beta2: float = 0.999
 
 
 @dataclass(frozen=True)
@@ -215,6 +231,21 @@ def _check_train(t: TrainConfig, where: str = "") -> None:
         raise UserError(f"train.batch_size = {t.batch_size} must be >= 0 (0 = full batch)")
     if t.steps < 1:
         raise UserError(f"train.steps = {t.steps} must be at least 1")
+    if t.max_batch_cells < 0:
+        raise UserError(f"train.max_batch_cells = {t.max_batch_cells} must be >= 0 (0 = auto, 1 = per cell)")
+    if t.stop_window < 0:
+        raise UserError(f"train.stop_window = {t.stop_window} must be >= 0 (evals; 0 = off)")
+    if not 0 <= t.stop_rtol < 1:
+        raise UserError(f"train.stop_rtol = {t.stop_rtol} must be in [0, 1)")
+    if not 0 <= t.stop_loss < float("inf"):
+        raise UserError(f"train.stop_loss = {t.stop_loss} must be a finite number >= 0 (0 = off)")
+    if t.lr_decay_every < 0:
+        raise UserError(f"train.lr_decay_every = {t.lr_decay_every} must be >= 0 (steps; 0 = off)")
+    if not 0 < t.lr_decay_factor <= 1:
+        raise UserError(f"train.lr_decay_factor = {t.lr_decay_factor} must be in (0, 1]")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(t, name) < 1:
+            raise UserError(f"train.{name} = {getattr(t, name)} must be in [0, 1)")
 
 
 def _check_eval(e: EvalConfig) -> None:

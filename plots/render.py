@@ -8,29 +8,39 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from landscape.analysis import DEFAULT_LEVELS, is_landscape
+from landscape.dichotomy import is_dichotomy
 from landscape.dynamics import delay_prediction
 from landscape.errors import UserError
+from landscape.trajectory import AXIS as MESSINESS_AXIS
+from plots.dichotomy import dichotomy_figure, transition_figure
 from plots.goldilocks import goldilocks_figure
 from plots.grokking import grokking_figure
 from plots.lu import lu_figure
+from plots.messiness import maps_figure
 from plots.style import save
 from plots.thumb import thumb_figure
 from plots.timescales import prediction_figure, times_figure
 
 #: Figure kinds of a reduced landscape, in the order they are drawn; each writes <kind>.png/.pdf.
 KINDS = ("lu", "thumb", "goldilocks")
+#: Figure kinds of a landscape over (w, m): loss maps with the region boundary, and the LU curves.
+MESSINESS_KINDS = ("maps", "lu")
 #: Figure kinds of a dynamics cube: curves, times against gamma and against the task's axis, and
 #: the delay predicted from a landscape cube (drawn when one is given).
 DYNAMICS_KINDS = ("grokking", "times-wd", "times-axis", "prediction")
+#: Figure kinds of dynamics cubes with cosine curves to kernel and rich references (Dichotomy):
+#: the runs against the references, and the transition against log(alpha)/(eta lambda).
+DICHOTOMY_KINDS = ("dichotomy", "transition")
 
 
 def available_kinds(cube: xr.Dataset, landscape: xr.Dataset | None = None) -> tuple[str, ...]:
     """What can be drawn from this cube: its sweeps decide, never its task name."""
     if is_landscape(cube):
-        return KINDS
+        return MESSINESS_KINDS if cube.attrs["axis"] == MESSINESS_AXIS else KINDS
     swept = {d for d in cube["status"].dims if cube.sizes[d] > 1}
     return tuple(k for k, ok in (("grokking", True), ("times-wd", "wd" in swept),
-                                 ("times-axis", cube.attrs["axis"] in swept), ("prediction", landscape is not None))
+                                 ("times-axis", cube.attrs["axis"] in swept), ("prediction", landscape is not None),
+                                 *((k, is_dichotomy(cube)) for k in DICHOTOMY_KINDS))
                  if ok)
 
 
@@ -56,12 +66,15 @@ def render(
         raise UserError(f"figure kind {unknown[0]!r} is not available for this cube (choose from {', '.join(possible)})")
     builders: dict[str, Callable[[], Figure]] = {
         "lu": lambda: lu_figure(cube, values),
+        "maps": lambda: maps_figure(cube, smooth=smooth or 0.0),
         "thumb": lambda: thumb_figure(cube, levels, smooth),
         "goldilocks": lambda: goldilocks_figure(cube, levels),
         "grokking": lambda: grokking_figure(cube),
         "times-wd": lambda: times_figure(cube, "wd"),
         "times-axis": lambda: times_figure(cube, cube.attrs["axis"]),
         "prediction": lambda: prediction_figure(cube, delay_prediction(cube, landscape)),
+        "dichotomy": lambda: dichotomy_figure(cube),
+        "transition": lambda: transition_figure(cube),
     }
     # Draw everything before writing anything: bad input found by a later kind leaves no partial output.
     figures = {kind: builders[kind]() for kind in kinds}

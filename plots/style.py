@@ -150,6 +150,18 @@ def mark_missing_cells(ax: Axes, x_edges: np.ndarray, y_edges: np.ndarray, statu
     return handles
 
 
+def identity_line(ax: Axes, values: np.ndarray) -> Line2D:
+    """A dotted y = x over log axes spanning ``values`` with a factor-2 margin, both axes set to it.
+
+    For predicted-against-measured panels; returns a legend handle.
+    """
+    lims = [np.min(values) / 2, np.max(values) * 2]
+    ax.plot(lims, lims, color="0.4", lw=1, ls=":")
+    ax.set_xlim(lims)
+    ax.set_ylim(lims)
+    return Line2D([], [], color="0.4", lw=1, ls=":", label="predicted = measured")
+
+
 def add_legend(fig: Figure, handles: list, ncols: int) -> None:
     """Below the panels, where it neither covers data nor collides with the title."""
     fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)), frameon=False)

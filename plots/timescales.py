@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 from landscape.dynamics import loglog_slope
 from landscape.errors import UserError
 from plots.runs import run_label, run_selections
-from plots.style import PALETTE, add_legend, axis_label, new_figure, set_title, styled
+from plots.style import PALETTE, add_legend, axis_label, identity_line, new_figure, set_title, styled
 
 _TIMES = (("t_fit", "--", "s", r"$t_{fit}$"), ("t_gen", "-", "o", r"$t_{gen}$"))
 
@@ -74,12 +74,7 @@ def prediction_figure(cube: xr.Dataset, delays: xr.Dataset) -> Figure:
             finite_all += [pred.values[ok], meas.values[ok]]
         handles.append(Line2D([], [], ls="none", marker=marker, color=color, mfc="none", mew=1.8, label=label))
     if finite_all:
-        span = np.concatenate(finite_all)
-        lims = [span.min() / 2, span.max() * 2]
-        ax.plot(lims, lims, color="0.4", lw=1, ls=":")
-        ax.set_xlim(lims)
-        ax.set_ylim(lims)
-        handles.append(Line2D([], [], color="0.4", lw=1, ls=":", label="predicted = measured"))
+        handles.append(identity_line(ax, np.concatenate(finite_all)))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"measured delay $t_{gen}$ (steps)")

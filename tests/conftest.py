@@ -29,3 +29,15 @@ def tiny_spec(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_TS)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for in-process training, as in a grid worker: two threads on a busy
+    2-core machine can stall on each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

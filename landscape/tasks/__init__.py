@@ -5,10 +5,16 @@ from typing import Any, Mapping
 
 from landscape.errors import UserError
 from landscape.tasks.base import Split, Task, parse_options
+from landscape.tasks.diag_misgrok import DiagMisgrok
+from landscape.tasks.diag_sparse import DiagSparse
+from landscape.tasks.matrix_completion import MatrixCompletion
 from landscape.tasks.mnist import Mnist
+from landscape.tasks.mnist_repr import MnistRepr
 from landscape.tasks.teacher_student import TeacherStudent
+from landscape.tasks.toy_addition import ToyAddition
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TeacherStudent, Mnist)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TeacherStudent, Mnist, ToyAddition, MnistRepr,
+                                                          DiagSparse, DiagMisgrok, MatrixCompletion)}
 
 
 def task_class(name: str) -> type[Task]:

@@ -43,6 +43,19 @@ class Task(ABC):
     default_level: ClassVar[float] = 0.95
     #: Task options as a dataclass type; spec ``[task_options]`` keys must be its fields.
     Options: ClassVar[type] = NoOptions
+    #: True when many cells can train as one batched model (landscape.vectorized): the model is a
+    #: pure function of its parameters (no buffers, no in-place state, no data-dependent control
+    #: flow) and ``loss``/``errors`` work under ``torch.func.vmap``. Otherwise cells train one by one.
+    vectorizable: ClassVar[bool] = False
+    #: Task-specific scalars recorded at every eval, name -> long name; the cube stores each as
+    #: ``<name>_curve`` over ``step``. Measured by :meth:`measure_extra_curves` (per-cell path only).
+    extra_curves: ClassVar[Mapping[str, str]] = {}
+    #: Task-specific constants of a cell (e.g. a reference solution's test error), name -> long
+    #: name; the cube stores each as ``<name>`` over the cell dims. Measured by :meth:`measure_extra_values`.
+    extra_values: ClassVar[Mapping[str, str]] = {}
+    #: Most torch threads a worker gives one cell of this task (None: all the runner allots). Models
+    #: of many tiny ops lose to thread synchronisation on more threads.
+    max_threads: ClassVar[int | None] = None
 
     def __init__(self, options: Any, data_dir: str | None = None):
         self.options = options
@@ -55,8 +68,14 @@ class Task(ABC):
 
     @property
     def pool_size(self) -> int | None:
-        """Largest admissible N, or None when data can be drawn without limit."""
+        """Largest admissible training-set size, or None when data can be drawn without limit."""
         return None
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """Quantities another task's axis sweeps but this task holds fixed (e.g. ``{"N": 4000}`` for an
+        ``m`` axis); the cube stores each as an attr ``fixed_<name>``."""
+        return {}
 
     @abstractmethod
     def build_model(self) -> nn.Module:
@@ -72,6 +91,14 @@ class Task(ABC):
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(pred, target)
+
+    def measure_extra_curves(self, model: nn.Module, split: Split) -> dict[str, float]:
+        """The ``extra_curves`` of ``model`` trained on ``split``, now (called at each eval, without grad)."""
+        return {}
+
+    def measure_extra_values(self, split: Split) -> dict[str, float]:
+        """The ``extra_values`` of a cell trained on ``split`` (called once per cell)."""
+        return {}
 
     def constrained_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """Parameters whose global norm defines w (Omnigrok: all of them)."""

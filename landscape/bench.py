@@ -1,0 +1,312 @@
+"""``make bench``: the engine's throughput against a plain per-cell loop, measured in one process.
+
+Run as ``python -m landscape.bench``. Every number is a ratio or a rate measured in this run on
+this machine; nothing is compared against figures from elsewhere. Sections:
+
+1. sgemm peak: torch.mm on 2048x2048 float32 with 1 thread and with all threads.
+2. Reference loop vs engine, 1 thread, the same MNIST cells and steps. The reference is written
+   the plain way, like the Omnigrok notebooks: torch DataLoader, AdamW(foreach=False), the
+   global norm summed in Python and the rescale looped over the parameters. The engine is the
+   grid's worker function (``grid.run_batch``: one batch, trained vectorized).
+3. Achieved GFLOP/s of the engine (matmul FLOPs counted by torch's FlopCounterMode) against the
+   peaks of section 1.
+4. jobs=1 against jobs=all through the worker function under joblib/loky, and the peak RSS of
+   each worker.
+5. Convergence stopping on against off on a small MNIST grid, through the real grid runner.
+6. GPU (only when CUDA is available): per-cell loop vs vectorized batches of 16, 64, 256 cells
+   and the projected time of the paper's 588 x 10,000-step grid.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
+
+from landscape import grid
+from landscape.spec import EvalConfig, Spec, TrainConfig, load_spec
+from landscape.tasks.base import Split, Task
+from landscape.train import eval_steps
+from landscape.vectorized import rows_per_step
+
+SPEC = Path(__file__).resolve().parents[1] / "grids" / "mnist.toml"
+CORES = os.cpu_count() or 1
+#: Section 2's cells: 4 norms x 2 training-set sizes x 2 seeds, 200 steps at batch 100.
+THROUGHPUT = ["axes.alpha=[0.5, 1.0, 2.0, 4.0]", "axes.N=[500, 2000]", "axes.seed=[0, 1]",
+              "train.steps=200", "eval.every=100", "train.stop_window=0", "train.stop_loss=0.0"]
+#: Section 5's grid: the default MNIST spec (its stopping rule included) on 5 norms x 3 sizes.
+STOPPING = ["axes.alpha={logspace = [-1, 1, 5]}", "axes.N=[100, 1000, 4000]", "train.steps=2000", "eval.every=100"]
+
+
+def sgemm_gflops(threads: int, n: int = 2048, reps: int = 8) -> float:
+    """Best-of-reps float32 matmul rate with ``threads`` torch threads: per CPU second with one
+    thread (as section 2 and 3 measure the engine), per wall second with more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(reps):
+        t = clock()
+        torch.mm(a, b)
+        best = min(best, clock() - t)
+    torch.set_num_threads(before)
+    return 2 * n**3 / best / 1e9
+
+
+def reference_cell(task: Task, split: Split, w: float, seed: int, train: TrainConfig, evalc: EvalConfig,
+                   device: str = "cpu") -> np.ndarray:
+    """The plain per-cell loop (Omnigrok-notebook style). Returns the train/test loss at each eval."""
+    torch.manual_seed(seed)
+    model = task.build_model().to(device)
+    params = list(model.parameters())
+    with torch.no_grad():
+        norm = torch.sqrt(sum((p**2).sum() for p in params))
+        for p in params:
+            p.mul_(w / norm)
+    opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, foreach=False)
+    loader = DataLoader(TensorDataset(split.train_x, split.train_y), batch_size=train.batch_size or len(split.train_x),
+                        shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed))
+    evals = set(eval_steps(train.steps, evalc).tolist())
+    sets = [(split.train_x.to(device), split.train_y.to(device)), (split.test_x.to(device), split.test_y.to(device))]
+    losses = []
+    batches = cycle_epochs(loader)
+    for step in range(train.steps + 1):
+        if step in evals:
+            with torch.no_grad():
+                losses.append([float(task.loss(model(x), y)) for x, y in sets]
+                              + [float(task.errors(model(x), y).mean()) for x, y in sets])
+        if step == train.steps:
+            break
+        xb, yb = next(batches)
+        loss = task.loss(model(xb.to(device)), yb.to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            norm = torch.sqrt(sum((p**2).sum() for p in params))
+            for p in params:
+                p.mul_(w / norm)
+    return np.array(losses)
+
+
+def cycle_epochs(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def flops(task: Task, spec: Spec, cells: list[grid.Cell]) -> float:
+    """Matmul FLOPs of training ``cells`` as specified: steps x (forward + backward) + evals x forward."""
+    torch.manual_seed(0)
+    model = task.build_model()
+    per_value = {}
+    for c in cells:
+        if c.value not in per_value:
+            split = task.data(c.value)
+            rows = rows_per_step(len(split.train_x), spec.train.batch_size)
+            with FlopCounterMode(display=False) as train_count:
+                task.loss(model(split.train_x[:rows]), split.train_y[:rows]).backward()
+            with FlopCounterMode(display=False) as eval_count, torch.no_grad():
+                model(split.train_x[:1000])
+            eval_rows = (min(len(split.train_x), spec.eval.samples or math.inf)
+                         + min(len(split.test_x), spec.eval.samples or math.inf))
+            per_eval = eval_count.get_total_flops() / min(1000, len(split.train_x)) * eval_rows
+            n_evals = len(eval_steps(spec.train.steps, spec.eval))
+            per_value[c.value] = train_count.get_total_flops() * spec.train.steps + per_eval * n_evals
+    return float(sum(per_value[c.value] for c in cells))
+
+
+def timed(fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t, out
+
+
+def wall_and_cpu(fn) -> tuple[float, float]:
+    """Wall and CPU seconds of ``fn()`` in this process. With one torch thread the CPU time is what
+    the run takes on a core of its own, so it stays fair when other jobs share the machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def worker(spec_dict: dict, cells: list[grid.Cell], threads: int) -> tuple[int, int, float]:
+    """The grid's worker function, plus this process's id and peak RSS (bytes)."""
+    t = time.perf_counter()
+    grid.run_batch(spec_dict, None, cells, threads)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return os.getpid(), rss, time.perf_counter() - t
+
+
+def parallel(spec: Spec, batches: list[list[grid.Cell]], jobs: int, threads: int) -> tuple[float, list]:
+    with joblib.parallel_config(backend="loky"):
+        return timed(lambda: joblib.Parallel(n_jobs=jobs)(
+            joblib.delayed(worker)(spec.to_dict(), b, threads) for b in batches))
+
+
+def loadavg() -> str:
+    """Other jobs on the machine skew wall times; each section says how busy it was."""
+    return f"   [load average {os.getloadavg()[0]:.2f}]"
+
+
+def row(name: str, value: str, note: str = "") -> str:
+    return f"  {name:<52} {value:>14}  {note}"
+
+
+def target(ok: bool, text: str) -> str:
+    return f"[{'met' if ok else 'MISSED'}: {text}]"
+
+
+def main() -> None:
+    start = time.perf_counter()
+    torch.set_num_threads(1)
+    print(f"landscape bench  {dt.datetime.now().isoformat(timespec='seconds')}  torch {torch.__version__}  "
+          f"{CORES} cores  load average at start {os.getloadavg()[0]:.2f}")
+
+    print("\n1. sgemm peak (torch.mm 2048x2048 float32)" + loadavg())
+    peak1, peak_all = sgemm_gflops(1), sgemm_gflops(CORES)
+    print(row("1 thread", f"{peak1:.1f} GFLOP/s", "per CPU second"))
+    print(row(f"{CORES} threads", f"{peak_all:.1f} GFLOP/s", "per wall second"))
+
+    print("\n2. reference per-cell loop vs engine, 1 thread, same cells and steps" + loadavg())
+    spec = load_spec(SPEC, THROUGHPUT)
+    task = spec.make_task()
+    w0 = grid.default_init_norm(task)
+    cells = grid.plan(spec, grid.norm_values(spec, w0), np.zeros([len(v) for v in (
+        spec.norm_values, spec.axis_values, spec.seeds)], dtype=np.int8))
+    splits = {v: task.data(v) for v in spec.axis_values}
+    cell_steps = len(cells) * spec.train.steps
+
+    def reference():
+        for c in cells:
+            reference_cell(task, splits[c.value], c.w, c.seed, spec.train, spec.eval)
+
+    def engine():
+        grid.run_batch(spec.to_dict(), None, cells, 1)
+
+    warm = dataclasses.replace(spec, train=dataclasses.replace(spec.train, steps=5))
+    grid.run_batch(warm.to_dict(), None, cells, 1)  # first-call costs (vmap tracing, task build)
+    reference_cell(task, splits[cells[0].value], cells[0].w, 0, warm.train, warm.eval)
+    ref, eng = np.full(2, math.inf), np.full(2, math.inf)  # best (wall, cpu) seconds
+    for _ in range(3):  # interleaved, best of three: a busy neighbour hurts both alike
+        ref = np.minimum(ref, wall_and_cpu(reference))
+        eng = np.minimum(eng, wall_and_cpu(engine))
+    print(row("cells x steps", f"{len(cells)} x {spec.train.steps}", f"MNIST MLP 784-200-200-10, batch "
+              f"{spec.train.batch_size}, N in {spec.axis_values}, evals every {spec.eval.every}"))
+    print(row("", "per wall s", "per CPU s (best of 3 each)"))
+    print(row("(a) reference loop, cell-steps", f"{cell_steps / ref[0]:.0f}", f"{cell_steps / ref[1]:.0f}"))
+    print(row("(b) engine (one vectorized batch), cell-steps", f"{cell_steps / eng[0]:.0f}", f"{cell_steps / eng[1]:.0f}"))
+    speedup = ref / eng
+    print(row("ratio (b)/(a)", f"{speedup[0]:.2f}x", f"{speedup[1]:.2f}x " + target(speedup[1] >= 2, ">= 2x")))
+
+    print("\n3. achieved GFLOP/s of the engine" + loadavg())
+    work = flops(task, spec, cells)
+    gf1 = work / eng / 1e9
+    print(row("FLOPs of section 2's cells (FlopCounterMode)", f"{work / 1e9:.1f} GFLOP"))
+    print(row("engine, 1 thread, GFLOP/s", f"{gf1[0]:.1f}", f"{gf1[1]:.1f} per CPU s = {gf1[1] / peak1:.0%} of the "
+              f"1-thread peak " + target(gf1[1] >= 0.6 * peak1, ">= 60%")))
+
+    print(f"\n4. jobs=1 vs jobs={CORES} through the worker function (loky), "
+          f"{len(cells) * 2} cells in batches of {grid.AUTO_BATCH_CELLS['cpu'] // 2}" + loadavg())
+    spec2 = load_spec(SPEC, THROUGHPUT + ["axes.seed=[0, 1, 2, 3]"])
+    cells2 = grid.plan(spec2, grid.norm_values(spec2, w0), np.zeros([len(v) for v in (
+        spec2.norm_values, spec2.axis_values, spec2.seeds)], dtype=np.int8))
+    batches = grid.plan_batches(spec2, cells2, grid.AUTO_BATCH_CELLS["cpu"] // 2)
+    work2 = flops(task, spec2, cells2)
+    steps2 = len(cells2) * spec2.train.steps
+    parallel(warm, [b[:2] for b in batches[:CORES]], CORES, 1)  # start the workers, build the task in each
+    results: dict[tuple[int, int], tuple[float, list]] = {}
+    for _ in range(2):  # interleaved, best of two
+        for setting in ((1, 1), (1, CORES), (CORES, 1)):
+            seconds, per_worker = parallel(spec2, batches, *setting)
+            if seconds < results.get(setting, (math.inf,))[0]:
+                results[setting] = seconds, per_worker
+    for (jobs, threads), (seconds, _) in results.items():
+        print(row(f"jobs={jobs}, {threads} torch thread(s) each", f"{steps2 / seconds:.0f} cell-steps/s",
+                  f"{work2 / seconds / 1e9:.1f} GFLOP/s"))
+    scaling = results[1, 1][0] / results[CORES, 1][0]
+    gf_all = work2 / results[CORES, 1][0] / 1e9
+    print(row(f"jobs={CORES} / jobs=1 (1 thread each)", f"{scaling:.2f}x", target(scaling >= 0.9 * CORES,
+                                                                                   f">= {0.9 * CORES:.1f}x")))
+    print(row(f"jobs={CORES} / jobs=1 with {CORES} threads", f"{results[1, CORES][0] / results[CORES, 1][0]:.2f}x"))
+    print(row(f"engine, jobs={CORES}", f"{gf_all:.1f} GFLOP/s",
+              f"{gf_all / peak_all:.0%} of {CORES}-thread peak " + target(gf_all >= 0.6 * peak_all, ">= 60%")))
+    rss: dict[int, int] = {}
+    for _, per_worker in results.values():  # ru_maxrss is a lifetime peak: the last reading counts
+        for pid, peak, _ in per_worker:
+            rss[pid] = max(rss.get(pid, 0), peak)
+    workers = [v for pid, v in rss.items() if pid != os.getpid()]
+    print(row(f"peak RSS per loky worker ({len(workers)})", f"{max(workers) / 2**20:.0f} MiB",
+              ", ".join(f"{v / 2**20:.0f}" for v in sorted(workers)) + " MiB (ru_maxrss; jobs=1 runs in this "
+              f"process: {rss[os.getpid()] / 2**20:.0f} MiB, the whole bench)"))
+
+    print("\n5. convergence stopping on vs off, grids/mnist.toml on a small grid, real grid runner, all cores" + loadavg())
+    stop_spec = load_spec(SPEC, STOPPING)
+    t = stop_spec.train
+    print(row("grid", f"{len(stop_spec.norm_values)} alpha x {len(stop_spec.axis_values)} N",
+              f"N = {stop_spec.axis_values}, {t.steps} steps, evals every {stop_spec.eval.every}; stopping: "
+              f"window {t.stop_window} evals, rtol {t.stop_rtol}, target loss {t.stop_loss}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        cubes = {}
+        for name, extra in (("off", ["train.stop_window=0", "train.stop_loss=0.0"]), ("on", [])):
+            run_spec = load_spec(SPEC, STOPPING + extra)
+            seconds, _ = timed(lambda: grid.run_grid(run_spec, Path(tmp) / f"{name}.zarr", progress=False))
+            cubes[name] = xr.open_zarr(Path(tmp) / f"{name}.zarr").load()
+            print(row(f"stopping {name}", f"{int(cubes[name]['steps'].sum())} steps", f"{seconds:.1f} s wall"))
+    cut = float(cubes["off"]["steps"].sum() / cubes["on"]["steps"].sum())
+    delta = np.abs(cubes["on"]["test_err"].values - cubes["off"]["test_err"].values).ravel()
+    print(row("total steps off / on", f"{cut:.2f}x"))
+    print(row("|delta test_err| median", f"{np.median(delta):.4f}"))
+    print(row("|delta test_err| max", f"{np.max(delta):.4f}"))
+
+    print("\n6. GPU")
+    if torch.cuda.is_available():
+        gpu_section(task, spec)
+    else:
+        print("  skipped: torch.cuda.is_available() is False on this machine")
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}; bench took {time.perf_counter() - start:.0f} s")
+
+
+def gpu_section(task: Task, spec: Spec) -> None:
+    """Per-cell loop vs vectorized batches on the GPU; projects the paper's 588 x 10k grid."""
+    from landscape.vectorized import train_cells
+
+    torch.set_num_threads(CORES)
+    split = task.data(max(spec.axis_values))
+    train = dataclasses.replace(spec.train, steps=200)
+    evalc = dataclasses.replace(spec.eval, every=100)
+    sync = torch.cuda.synchronize
+    reference_cell(task, split, 1.0, 0, dataclasses.replace(train, steps=5), evalc, "cuda")
+    sync()
+    seconds, _ = timed(lambda: [reference_cell(task, split, 10.0, s, train, evalc, "cuda") for s in range(4)] and sync())
+    loop = 4 * train.steps / seconds
+    print(row("per-cell loop on cuda", f"{loop:.0f} cell-steps/s"))
+    best = loop
+    for cells in (16, 64, 256):
+        args = ([split] * cells, [10.0] * cells, list(range(cells)), train, evalc, "cuda")
+        train_cells(task, [split] * cells, [10.0] * cells, list(range(cells)),
+                    dataclasses.replace(train, steps=5), evalc, "cuda")
+        sync()
+        seconds, _ = timed(lambda: train_cells(*args) and sync())
+        rate = cells * train.steps / seconds
+        best = max(best, rate)
+        print(row(f"vectorized, {cells} cells", f"{rate:.0f} cell-steps/s", f"{rate / loop:.1f}x the loop"))
+    hours = 588 * 10_000 / best / 3600
+    print(row("paper grid 588 cells x 10,000 steps, projected", f"{hours:.2f} h",
+              "at the best rate above, one GPU, embedded-data evals"))
+
+
+if __name__ == "__main__":
+    main()

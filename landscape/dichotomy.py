@@ -1,0 +1,115 @@
+"""The kernel-to-rich transition of Dichotomy runs (Lyu et al. 2024) as plain numbers from a cube.
+
+Theory: from init alpha * theta_bar with weight decay lambda, gradient flow stays in the kernel
+regime until t ~ log(alpha)/lambda and then converges to a max-margin KKT point. GD with step eta
+runs continuous time eta per step, so the prediction in steps is t_g = log(alpha)/(eta lambda).
+Measured here, per run, from curves the tasks record (landscape.tasks.dichotomy):
+
+- the cosine crossover: the first eval at which the predictor's cosine to the rich reference
+  exceeds its cosine to the kernel reference (after an eval where the kernel one was ahead);
+- the metric jump: the first eval at which the test metric is closer to the rich reference's test
+  value than to the kernel reference's (again after being closer to the kernel one): i.e. when it
+  crosses the midpoint of the two levels.
+
+Pure numpy/xarray (no torch), so plots can use it on any cube.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import xarray as xr
+
+from landscape.dynamics import loglog_slope
+from landscape.schema import STATUS_DONE
+
+#: Cube variables of a Dichotomy run: the cosine curves to the two references.
+COSINES = ("cos_kernel_curve", "cos_rich_curve")
+MEASURES = ("crossover", "jump")
+
+
+def is_dichotomy(cube: xr.Dataset) -> bool:
+    """Whether the cube holds cosine curves to kernel and rich references."""
+    return all(name in cube for name in COSINES)
+
+
+def test_metric(cube: xr.Dataset) -> str:
+    """The test metric compared with the references: the loss where the cube has the references'
+    test losses (regression), else the error (classification)."""
+    return "test_loss" if "kernel_test_loss" in cube else "test_err"
+
+
+def predicted_transition(alpha: np.ndarray | float, lr: np.ndarray | float, wd: np.ndarray | float) -> np.ndarray:
+    """t_g = log(alpha)/(lr wd) in steps; inf without weight decay."""
+    with np.errstate(divide="ignore"):
+        return np.log(alpha) / (np.asarray(lr, dtype=float) * np.asarray(wd, dtype=float))
+
+
+def transition_step(steps: np.ndarray, to_kernel: np.ndarray, to_rich: np.ndarray) -> np.ndarray:
+    """First eval step at which a run is nearer the rich reference than the kernel one, after an
+    earlier eval at which it was nearer the kernel one; along the last axis, NaN where never.
+
+    ``to_kernel`` / ``to_rich`` are distances to each reference at each eval (NaN: no information,
+    e.g. the cosine of a zero predictor at step 0).
+    """
+    to_kernel, to_rich = np.asarray(to_kernel, dtype=float), np.asarray(to_rich, dtype=float)
+    kernel_side, rich_side = to_kernel < to_rich, to_rich < to_kernel
+    been_kernel = np.maximum.accumulate(kernel_side, axis=-1)
+    before = np.concatenate([np.zeros_like(been_kernel[..., :1]), been_kernel[..., :-1]], axis=-1)
+    hit = rich_side & before
+    return np.where(hit.any(axis=-1), np.asarray(steps, dtype=float)[np.argmax(hit, axis=-1)], np.nan)
+
+
+def cosine_crossover(steps: np.ndarray, cos_kernel: np.ndarray, cos_rich: np.ndarray) -> np.ndarray:
+    """First eval step with cos to the rich reference above cos to the kernel one (see transition_step)."""
+    return transition_step(steps, 1.0 - np.asarray(cos_kernel), 1.0 - np.asarray(cos_rich))
+
+
+def metric_jump(steps: np.ndarray, curve: np.ndarray, kernel_level: np.ndarray | float,
+                rich_level: np.ndarray | float) -> np.ndarray:
+    """First eval step at which ``curve`` crosses from the kernel level's side of their midpoint to the rich one's."""
+    curve = np.asarray(curve, dtype=float)
+    k = np.asarray(kernel_level, dtype=float)[..., None]
+    r = np.asarray(rich_level, dtype=float)[..., None]
+    return transition_step(steps, np.abs(curve - k), np.abs(curve - r))
+
+
+def transitions(cube: xr.Dataset) -> xr.Dataset:
+    """Per cell: ``predicted`` t_g, the measured ``crossover`` and ``jump`` steps (NaN for cells not
+    done or never crossing), and ``lr_wd`` (eta lambda), over the cube's cell dims."""
+    train = json.loads(cube.attrs["spec"])["train"]
+    metric = test_metric(cube)
+    cube = cube[[*COSINES, f"{metric}_curve", f"kernel_{metric}", f"rich_{metric}", "status"]].load()
+    lr = cube["lr"] if "lr" in cube.dims else xr.DataArray(float(train["lr"]))
+    wd = cube["wd"] if "wd" in cube.dims else xr.DataArray(float(train["weight_decay"]))
+    done = cube["status"] == STATUS_DONE
+    steps = cube["step"].values
+    crossover = xr.apply_ufunc(lambda k, r: cosine_crossover(steps, k, r), cube[COSINES[0]], cube[COSINES[1]],
+                               input_core_dims=[["step"], ["step"]])
+    jump = xr.apply_ufunc(lambda c, k, r: metric_jump(steps, c, k, r), cube[f"{metric}_curve"],
+                          cube[f"kernel_{metric}"], cube[f"rich_{metric}"], input_core_dims=[["step"], [], []])
+    lr_wd = (lr * wd).broadcast_like(done)
+    out = xr.Dataset({
+        "predicted": xr.apply_ufunc(predicted_transition, cube["alpha"], lr, wd).broadcast_like(done),
+        "crossover": crossover.where(done),
+        "jump": jump.where(done),
+        "lr_wd": lr_wd,
+    })
+    out.attrs["metric"] = metric
+    return out
+
+
+def fit(tr: xr.Dataset, measure: str) -> dict[str, float]:
+    """How a measured transition follows the prediction, over every run of ``transitions``.
+
+    ``slope`` / ``intercept``: least squares of log10 measured on log10 predicted (slope 1 = the
+    predicted scaling). ``alpha_c``: the norm scale at which the transition happens if it follows
+    t = log(alpha/alpha_c)/(eta lambda), i.e. the geometric mean of alpha exp(-eta lambda t).
+    """
+    predicted, measured, lr_wd = (tr[name].values.ravel() for name in ("predicted", measure, "lr_wd"))
+    slope, intercept = loglog_slope(predicted, measured)
+    ok = np.isfinite(predicted) & np.isfinite(measured)
+    log_alpha = predicted * lr_wd
+    alpha_c = float(np.exp(np.mean(log_alpha[ok] - lr_wd[ok] * measured[ok]))) if ok.any() else math.nan
+    return {"slope": slope, "intercept": intercept, "alpha_c": alpha_c, "runs": int(ok.sum())}

@@ -1,0 +1,139 @@
+"""The vectorized trainer: a cell's result is its own, whatever batch it trains in."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from landscape import grid
+from landscape.spec import EvalConfig, TrainConfig, load_spec
+from landscape.tasks import make_task
+from landscape.tasks.teacher_student import TeacherStudent
+from landscape.train import CURVES, STATUS_DIVERGED, STATUS_DONE, BatchOrder, minibatches, train_cell
+from landscape.vectorized import train_cells
+
+TRAIN_LOSS, TEST_LOSS, NORM = CURVES.index("train_loss"), CURVES.index("test_loss"), CURVES.index("norm")
+MNIST_TRAIN = TrainConfig(optimizer="adamw", lr=1e-3, batch_size=50, steps=30)
+MNIST_EVAL = EvalConfig(every=10, samples=200)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return make_task("mnist", {})
+
+
+@pytest.fixture(scope="module")
+def batch16(mnist, one_torch_thread):
+    """16 MNIST cells with two training-set sizes, four norms and two seeds, trained together."""
+    splits = {n: mnist.data(n) for n in (100, 300)}
+    cells = [(n, w, s) for n in (100, 300) for w in (3.0, 8.0, 20.0, 60.0) for s in (0, 1)]
+    results = train_cells(mnist, [splits[n] for n, _, _ in cells], [w for _, w, _ in cells],
+                          [s for _, _, s in cells], MNIST_TRAIN, MNIST_EVAL)
+    return splits, cells, results
+
+
+def finals(result, rows=(TRAIN_LOSS, TEST_LOSS)):
+    return result.curves[list(rows), -1]
+
+
+def test_batch_order_matches_minibatches():
+    steps = iter(minibatches(23, 5, torch.Generator().manual_seed(3)))
+    order = BatchOrder(23, 5, torch.Generator().manual_seed(3))
+    taken = torch.cat([order.take(k) for k in (1, 7, 2, 13, 4)])
+    assert taken.shape == (27, 5)
+    for row in taken:
+        assert torch.equal(row, next(steps))
+
+
+def test_cell_alone_matches_cell_in_a_batch_of_16(mnist, batch16):
+    splits, cells, results = batch16
+    for i in (0, 5, 10, 15):
+        n, w, s = cells[i]
+        alone = train_cells(mnist, [splits[n]], [w], [s], MNIST_TRAIN, MNIST_EVAL)[0]
+        np.testing.assert_allclose(finals(alone), finals(results[i]), rtol=1e-4, err_msg=str(cells[i]))
+        assert alone.steps == results[i].steps == MNIST_TRAIN.steps
+
+
+def test_vectorized_matches_per_cell_training(mnist, batch16):
+    splits, cells, results = batch16
+    for i in (1, 6, 9, 14):
+        n, w, s = cells[i]
+        ref = train_cell(mnist, splits[n], w, s, MNIST_TRAIN, MNIST_EVAL)
+        # Same init and batch order; only float summation order differs (bmm vs addmm), so the
+        # step-0 evals agree to float precision and the trajectories stay close.
+        np.testing.assert_allclose(results[i].curves[:, 0], ref.curves[:, 0], rtol=1e-5)
+        np.testing.assert_allclose(finals(results[i]), finals(ref), rtol=1e-2, err_msg=str(cells[i]))
+        assert abs(results[i].curves[CURVES.index("test_err"), -1] - ref.curves[CURVES.index("test_err"), -1]) <= 0.01
+
+
+def test_each_cell_keeps_its_own_norm(batch16):
+    _, cells, results = batch16
+    for (_, w, _), r in zip(cells, results):
+        assert r.status == STATUS_DONE
+        np.testing.assert_allclose(r.norm, w, rtol=1e-5)
+        np.testing.assert_allclose(r.curves[NORM], w, rtol=1e-5)
+
+
+def test_divergence_stays_in_its_cell():
+    task = make_task("teacher-student", {})
+    train, evalc = TrainConfig(optimizer="adam", lr=1e-3, steps=40), EvalConfig(every=20)
+    split = task.data(30)
+    ws = [2.0, 1e20, 5.0]
+    results = train_cells(task, [split] * 3, ws, [0] * 3, train, evalc)
+    assert [r.status for r in results] == [STATUS_DONE, STATUS_DIVERGED, STATUS_DONE]
+    assert results[1].steps == 0 and np.isnan(results[1].curves[TRAIN_LOSS, 1:]).all()
+    for i in (0, 2):
+        alone = train_cells(task, [split], [ws[i]], [0], train, evalc)[0]
+        np.testing.assert_allclose(finals(results[i]), finals(alone), rtol=1e-4)
+
+
+def test_unconstrained_weight_decay_matches_per_cell():
+    """Dynamics settings: no projection, decoupled weight decay; the norm moves as per cell."""
+    task = make_task("teacher-student", {})
+    train = TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=1.0, steps=40, constrain_norm=False)
+    evalc = EvalConfig(every=20)
+    splits = [task.data(20), task.data(40)]  # full batch, different N: one batch per N
+    for split in splits:
+        vec = train_cells(task, [split, split], [3.0, 9.0], [0, 1], train, evalc)
+        for r, (w, s) in zip(vec, [(3.0, 0), (9.0, 1)]):
+            ref = train_cell(task, split, w, s, train, evalc)
+            np.testing.assert_allclose(r.curves, ref.curves, rtol=1e-4)
+            np.testing.assert_allclose(r.norm, ref.norm, rtol=1e-5)
+            assert abs(r.norm - w) > 1e-3 * w  # free to move
+
+
+def test_cells_with_different_rows_per_step_are_refused(mnist):
+    with pytest.raises(ValueError, match="rows per step"):
+        train_cells(mnist, [mnist.data(30), mnist.data(200)], [5.0, 5.0], [0, 0], MNIST_TRAIN, MNIST_EVAL)
+
+
+def test_plan_batches_groups_configs_and_caps_size(tiny_spec):
+    spec = load_spec(tiny_spec, ["axes.alpha=[0.5, 1.0, 2.0, 4.0]", "axes.N=[20, 40, 80]", "axes.lr=[1e-3, 1e-2]"])
+    cells = grid.plan(spec, [1.0, 2.0, 3.0, 4.0], np.zeros((4, 3, 2, 1), dtype=np.int8))
+    batches = grid.plan_batches(spec, cells, 5)
+    assert sorted(c.index for b in batches for c in b) == sorted(c.index for c in cells)
+    for b in batches:
+        assert 1 <= len(b) <= 5
+        assert len({c.settings["lr"] for c in b}) == 1  # one training config per batch
+        values = [c.value for c in b]
+        assert values == sorted(values)  # ordered by the task's axis: few data sets per batch
+    assert grid.plan_batches(spec, cells, 1) == [[c] for c in cells]
+    task = spec.make_task()
+    assert grid.batch_cells(spec, task, len(cells), 2, "cpu") == min(grid.AUTO_BATCH_CELLS["cpu"], 6)
+    capped = dataclasses.replace(spec, train=dataclasses.replace(spec.train, max_batch_cells=3))
+    assert grid.batch_cells(capped, task, len(cells), 2, "cpu") == 3
+
+
+def test_task_that_cannot_vectorize_trains_per_cell(tiny_spec, monkeypatch):
+    spec = load_spec(tiny_spec)
+    cells = grid.plan(spec, [1.0, 2.0, 3.0], np.zeros((3, 2, 1), dtype=np.int8))
+    monkeypatch.setattr(TeacherStudent, "vectorizable", False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("train_cells called for a task that is not vectorizable")
+
+    monkeypatch.setattr(grid, "train_cells", refuse)
+    assert grid.batch_cells(spec, spec.make_task(), len(cells), 1, "cpu") == 1
+    out = grid.run_batch(spec.to_dict(), None, cells[:2], 1)
+    assert [c for c, _ in out] == cells[:2] and all(r.status == STATUS_DONE for _, r in out)
