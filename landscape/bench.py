@@ -228,7 +228,7 @@ def main() -> None:
     steps2 = len(cells2) * spec2.train.steps
     parallel(warm, [b[:2] for b in batches[:CORES]], CORES, 1)  # start the workers, build the task in each
     results: dict[tuple[int, int], tuple[float, list]] = {}
-    for _ in range(2):  # interleaved, best of two
+    for _ in range(3):  # interleaved, best of three
         for setting in ((1, 1), (1, CORES), (CORES, 1)):
             seconds, per_worker = parallel(spec2, batches, *setting)
             if seconds < results.get(setting, (math.inf,))[0]:
