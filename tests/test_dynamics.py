@@ -69,26 +69,28 @@ DYNAMICS = ["--set", "axes.alpha=[0.5, 2.0]", "--set", "axes.N=[40]", "--set", "
             "--set", "task_options.threshold=0.01", "--set", "eval.level=0.9"]
 
 
-@pytest.fixture(scope="module")
-def dynamics_cube(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("dyn")
+LANDSCAPE = ["--set", "axes.N=[20, 80]", "--set", "axes.alpha=[0.25, 0.5, 1.0, 2.0]", "--set", "train.lr=1e-2",
+             "--set", "train.steps=400", "--set", "task_options.threshold=0.01"]
+
+
+def _tiny_cube(tmp_path_factory, name: str, overrides: list[str]) -> Path:
+    """The tiny teacher-student spec with ``overrides``, run once per module."""
+    tmp = tmp_path_factory.mktemp(name)
     spec = tmp / "tiny.toml"
     spec.write_text(TINY_TS)
-    out = tmp / "dyn.zarr"
-    assert main([str(a) for a in ("grid", spec, "--out", out, "--quiet", *DYNAMICS)]) == 0
+    out = tmp / f"{name}.zarr"
+    assert main([str(a) for a in ("grid", spec, "--out", out, "--quiet", *overrides)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def dynamics_cube(tmp_path_factory) -> Path:
+    return _tiny_cube(tmp_path_factory, "dyn", DYNAMICS)
 
 
 @pytest.fixture(scope="module")
 def landscape_cube(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("land")
-    spec = tmp / "tiny.toml"
-    spec.write_text(TINY_TS)
-    out = tmp / "land.zarr"
-    args = ["--set", "axes.N=[20, 80]", "--set", "axes.alpha=[0.25, 0.5, 1.0, 2.0]", "--set", "train.lr=1e-2",
-            "--set", "train.steps=400", "--set", "task_options.threshold=0.01"]
-    assert main([str(a) for a in ("grid", spec, "--out", out, "--quiet", *args)]) == 0
-    return out
+    return _tiny_cube(tmp_path_factory, "land", LANDSCAPE)
 
 
 def test_tiny_teacher_student_dynamics_grid(dynamics_cube):
