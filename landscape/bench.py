@@ -9,10 +9,12 @@ this machine; nothing is compared against figures from elsewhere. Sections:
    global norm summed in Python and the rescale looped over the parameters. The engine is the
    grid's worker function (``grid.run_batch``: one batch, trained vectorized).
 3. Achieved GFLOP/s of the engine (matmul FLOPs counted by torch's FlopCounterMode) against the
-   peaks of section 1.
+   peaks of section 1, and its matmul kernels alone (profiler self time): the ceiling of
+   section 2's ratio if nothing but the matmuls took time.
 4. jobs=1 against jobs=all through the worker function under joblib/loky, and the peak RSS of
    each worker.
-5. Convergence stopping on against off on a small MNIST grid, through the real grid runner.
+5. Convergence stopping on against off on a small MNIST grid, through the real grid runner, next
+   to the fixed budget's own spread (last eval vs the one before; seed 0 vs seed 1).
 6. GPU (only when CUDA is available): per-cell loop vs vectorized batches of 16, 64, 256 cells
    and the projected time of the paper's 588 x 10,000-step grid.
 """
@@ -26,6 +28,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import joblib
 import numpy as np
@@ -103,7 +106,7 @@ def reference_cell(task: Task, split: Split, w: float, seed: int, train: TrainCo
     return np.array(losses)
 
 
-def matmul_seconds(fn) -> float:
+def matmul_seconds(fn: Callable[[], object]) -> float:
     """CPU seconds that ``fn()`` spends inside matmul kernels (torch profiler self time)."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
