@@ -181,3 +181,39 @@ def test_bad_axis_values_are_user_errors(cache, monkeypatch):
         task.check_axis([POOL + 1])
     with pytest.raises(UserError, match="data-dir"):
         Qm9(Qm9Options(), data_dir="/tmp")
+
+
+TINY = """
+task = "qm9"
+[axes]
+alpha = [0.5, 1.0, 2.0]
+N = [10, 20]
+seed = [0]
+[train]
+optimizer = "adam"
+lr = 1e-3
+batch_size = 4
+steps = 30
+[eval]
+every = 10
+"""
+
+
+def test_tiny_grid_end_to_end(cache, tmp_path, monkeypatch, one_torch_thread):
+    import xarray as xr
+
+    from landscape.cli import main
+
+    monkeypatch.setenv(qm9data.CACHE_ENV, str(cache.parent))
+    spec = tmp_path / "qm9.toml"
+    spec.write_text(TINY)
+    out = tmp_path / "qm9.zarr"
+    assert main(["grid", str(spec), "--out", str(out), "--jobs", "1", "--quiet"]) == 0  # in-process
+    ds = xr.open_zarr(out)
+    assert (ds["status"] == 1).all() and (ds["steps"] == 30).all()
+    assert ds.attrs["batched"] in (False, "False", 0) and "vectorizable = False" in ds.attrs["batching"]
+    assert "bohr^3" in ds.attrs["data_source"]
+    np.testing.assert_allclose(ds["norm"].values, np.broadcast_to(ds["w"].values[:, None, None], ds["norm"].shape), rtol=1e-5)
+    assert set(ds["layer"].values) == {"conv1", "conv2", "head"}
+    first, last = ds["train_loss_curve"].isel(step=0), ds["train_loss_curve"].isel(step=-1)
+    assert (last < first).all()  # 30 steps already pull the outputs towards ~20-40 bohr^3
