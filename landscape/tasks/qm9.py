@@ -37,7 +37,7 @@ class Qm9Options:
 
 class Qm9(Task):
     name = "qm9"
-    axis_long_name = "molecules (first N of QM9, split 50/50 into train and test)"
+    axis_long_name = "molecules (train + test)"
     default_level = 0.5
     # Collated graph minibatches differ in size from cell to cell: no common shape to batch cells over.
     vectorizable = False
@@ -56,9 +56,8 @@ class Qm9(Task):
         v = versions()
         skipped = f", {len(self.molecules.skipped)} skipped" if len(self.molecules.skipped) else ""
         return (
-            f"QM9 from qm9pack {v['qm9pack']}: {len(self.molecules)} molecules{skipped}, bond graphs from "
-            f"SMILES with explicit hydrogens (RDKit {v['rdkit']}); target Polarizability_bohr3 (bohr^3, "
-            f"not normalised); first N molecules split 50/50 by split_seed {self.options.split_seed}"
+            f"QM9 (qm9pack {v['qm9pack']}, {len(self.molecules)} molecules{skipped}, RDKit {v['rdkit']} graphs); "
+            f"polarizability in bohr^3, not normalised; first N split 50/50, seed {self.options.split_seed}"
         )
 
     @property
