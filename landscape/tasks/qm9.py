@@ -38,6 +38,8 @@ class Qm9Options:
 class Qm9(Task):
     name = "qm9"
     axis_long_name = "molecules (train + test)"
+    # t_fit / t_gen: half the molecules within `tolerance`; at N = 100 the alpha = 1 run ends with
+    # 92% of its test molecules within 1 bohr^3, 1,500-step landscape cells at N = 10^4 with 69%.
     default_level = 0.5
     # Collated graph minibatches differ in size from cell to cell: no common shape to batch cells over.
     vectorizable = False
