@@ -102,7 +102,7 @@ def test_grid_records_steps_and_ends_curves(tiny_spec, tmp_path):
     ("train.stop_loss=-1.0", "train.stop_loss = -1.0 must be a finite number >= 0"),
     ("train.stop_loss=inf", "train.stop_loss = inf must be a finite number >= 0"),
     ("train.max_batch_cells=-2", "train.max_batch_cells = -2 must be >= 0"),
-    ("train.stop_window=2.5", "train.stop_window = 2.5 should be a int"),
+    ("train.stop_window=2.5", "train.stop_window = 2.5 should be an int"),
 ])
 def test_bad_stopping_values(capsys, tiny_spec, tmp_path, override, match):
     out = tmp_path / "out.zarr"

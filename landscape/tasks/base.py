@@ -72,6 +72,12 @@ class Task(ABC):
         return None
 
     @property
+    def larger_pool_hint(self) -> str | None:
+        """How to get a training pool larger than ``pool_size``, added to the refusal of an axis value
+        beyond it; None when there is no way."""
+        return None
+
+    @property
     def fixed(self) -> dict[str, Any]:
         """Quantities another task's axis sweeps but this task holds fixed (e.g. ``{"N": 4000}`` for an
         ``m`` axis); the cube stores each as an attr ``fixed_<name>``."""
@@ -110,9 +116,10 @@ class Task(ABC):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise UserError(f"axes.{self.axis}: {v!r} is not a positive integer training-set size")
             if self.pool_size is not None and v > self.pool_size:
+                hint = self.larger_pool_hint
                 raise UserError(
                     f"axes.{self.axis}: {v} is larger than the training pool of {self.pool_size} "
-                    f"({self.data_source})"
+                    f"({self.data_source})" + (f"; {hint}" if hint else "")
                 )
 
 
@@ -126,8 +133,12 @@ def parse_options(options_type: type, raw: Mapping[str, Any], where: str = "task
         default = getattr(options_type, key, None)
         union_with_str = isinstance(value, str) and "str" in str(fields[key].type)
         if default is not None and not union_with_str and not _same_kind(default, value):
-            raise UserError(f"{where}.{key} = {value!r} should be a {type(default).__name__}")
+            raise UserError(f"{where}.{key} = {value!r} should be {_article(type(default).__name__)}")
     return options_type(**raw)
+
+
+def _article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 def _same_kind(default: Any, value: Any) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.data.mnist import MnistArrays, load_mnist, resolve_data_dir
+from landscape.data.mnist import DATA_ENV, MnistArrays, load_mnist, resolve_data_dir
 from landscape.models import mlp
 from landscape.tasks.base import Split, Task, classification_errors, one_hot
 
@@ -41,6 +41,12 @@ class Mnist(Task):
     @property
     def pool_size(self) -> int:
         return len(self.arrays.train_y)
+
+    @property
+    def larger_pool_hint(self) -> str | None:
+        if self.data_dir:
+            return None  # the IDX files given are all the data there is
+        return f"full MNIST is needed: --data-dir DIR or {DATA_ENV}=DIR, DIR holding its four IDX files"
 
     def build_model(self) -> nn.Module:
         return mlp(WIDTHS, nn.ReLU)
