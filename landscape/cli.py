@@ -15,7 +15,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="landscape", description="Reduced loss landscapes (Omnigrok) as xarray/zarr cubes.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, title="commands", metavar="COMMAND")
 
     g = sub.add_parser("grid", help="train every pending cell of a grid spec into a cube")
     g.add_argument("spec", help="grid spec, e.g. grids/mnist.toml")
@@ -143,8 +143,13 @@ def cmd_boundaries(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not argv:  # no command: show which there are, rather than a one-line complaint
+            parser.print_help(sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
         return {"grid": cmd_grid, "info": cmd_info, "plot": cmd_plot, "trajectory": cmd_trajectory,
                 "boundaries": cmd_boundaries}[args.command](args)
     except UserError as e:

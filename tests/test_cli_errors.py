@@ -138,3 +138,11 @@ def test_bad_backend_and_jobs(capsys, tiny_spec, tmp_path):
 
 def test_info_on_non_cube(capsys, tmp_path):
     expect_bad_input(capsys, ["info", tmp_path / "missing.zarr"], "does not exist")
+
+
+def test_bare_command_lists_the_commands(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: landscape") and "Traceback" not in err
+    for command in ("grid", "info", "plot", "trajectory", "boundaries"):
+        assert f"\n    {command} " in err or f"\n    {command}\n" in err, command
