@@ -162,6 +162,6 @@ def test_prediction_needs_matching_task(dynamics_cube, landscape_cube, tmp_path,
         var.encoding = {}
     land.attrs["task"] = "mnist"
     other = tmp_path / "other.zarr"
-    land.to_zarr(other)
+    land.to_zarr(other, zarr_format=2, consolidated=True)  # as the engine writes cubes
     assert main(["plot", str(dynamics_cube), "--out", str(tmp_path / "f"), "--landscape", str(other)]) == 2
     assert "landscape cube is for task 'mnist'" in capsys.readouterr().err
