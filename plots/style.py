@@ -163,7 +163,9 @@ def identity_line(ax: Axes, values: np.ndarray) -> Line2D:
 
 
 def add_legend(fig: Figure, handles: list, ncols: int) -> None:
-    """Below the panels, where it neither covers data nor collides with the title."""
+    """Below the panels, where it neither covers data nor collides with the title; none without handles."""
+    if not handles:
+        return
     fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)), frameon=False)
 
 

@@ -59,6 +59,7 @@ def test_delay_prediction_matches_pure_decay():
 def test_delay_prediction_edge_cases():
     assert predict_delay(1.0, 2.0, 0.1, 1e-3) == 0.0
     assert predict_delay(2.0, 1.0, 0.0, 1e-3) == math.inf
+    assert math.isnan(predict_delay(2.0, 1.0, 1.0, 2.0))  # lr gamma >= 1: no geometric decay
     with pytest.raises(ValueError):
         predict_delay(2.0, 1.0, 0.1, 1e-3, rule="adam")
 

@@ -10,11 +10,13 @@ from matplotlib.figure import Figure
 
 from landscape.cli import main
 from plots.goldilocks import goldilocks_figure
+from plots.grokking import grokking_figure
 from plots.lu import lu_figure
 from plots.render import KINDS
 from plots.thumb import thumb_figure
+from plots.timescales import times_figure
 from tests.conftest import ROOT
-from tests.synthetic import ALPHA, N, make_cube, thumb_err
+from tests.synthetic import ALPHA, N, dynamics_cube, make_cube, thumb_err
 
 SHAPE = (len(ALPHA), len(N))
 
@@ -212,3 +214,40 @@ def test_several_seeds_show_their_spread():
     assert any(type(c).__name__ == "FillBetweenPolyCollection" for c in lu.axes[0].collections)
     _, _, (bars,) = goldilocks_figure(cube).axes[0].containers[0]
     assert np.ptp(bars.get_segments()[0][:, 1]) > 0, "w_c drawn without its seed spread"
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_cli_plot_refuses_a_non_finite_grid(tmp_path, capsys, bad):
+    alpha = np.append(ALPHA[:-1], bad)
+    path = save_cube(tmp_path, make_cube(alpha=alpha, test_err=thumb_err()))
+    out = tmp_path / "figs"
+    assert main(["plot", str(path), "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"w grid holds {bad}" in lines[0], lines
+    assert not out.exists()
+
+
+def test_cli_plot_all_diverged_dynamics_cube(tmp_path, capsys):
+    """Every run diverged: the figures draw what is finite and say so, instead of failing on NaN limits."""
+    dyn = save_cube(tmp_path, dynamics_cube(status=[2, 2], t_gen=[np.nan, np.nan]))
+    land = tmp_path / "land.zarr"  # generalizes at alpha = 1 for every N, so every run has a prediction
+    make_cube(test_err=np.broadcast_to(np.log10(ALPHA)[:, None] ** 2, SHAPE)).to_zarr(land, zarr_format=2,
+                                                                                       consolidated=True)
+    out = tmp_path / "figs"
+    assert main(["plot", str(dyn), "--out", str(out), "--landscape", str(land)]) == 0
+    assert {p.name for p in out.iterdir()} >= {"grokking.png", "times-wd.png", "prediction.png"}
+    cube = dynamics_cube(status=[2, 2], t_gen=[np.nan, np.nan])
+    assert all(ax.get_title().endswith("(diverged)") for ax in grokking_figure(cube).axes if ax.get_title())
+    times = times_figure(cube, "wd")
+    assert any(label.endswith(": diverged") for label in fig_legend(times))
+    assert "no finished run reached" in " ".join(t.get_text() for t in times.axes[0].texts)
+
+
+@pytest.mark.parametrize("t_gen,note", [
+    ([np.nan, 2000.0], "t_gen reached at 1 of 2, too few for a slope"),
+    ([np.nan, np.nan], "t_gen never reached"),
+    ([200.0, 20.0], "slope -1.00"),
+])
+def test_times_legend_says_why_there_is_no_slope(t_gen, note):
+    legend = fig_legend(times_figure(dynamics_cube(status=[1, 1], t_gen=t_gen), "wd"))
+    assert legend[0].endswith(f": {note}"), legend
