@@ -84,9 +84,12 @@ def render(
 
 
 def _check_grid(cube: xr.Dataset) -> None:
-    """Refuse a cube with a non-finite grid value (alpha = inf, a NaN axis value): no axis can place it."""
+    """Refuse a cube with a grid value no axis can place (alpha = inf, NaN) or one it holds twice (m = [0.0, 0])."""
     for dim in cube["status"].dims:
         values = np.asarray(cube[dim].values)
         if np.issubdtype(values.dtype, np.number) and not np.isfinite(values).all():
             bad = values[~np.isfinite(values)][0]
             raise UserError(f"the cube's {dim} grid holds {bad}: figures need finite grid values")
+        unique, counts = np.unique(values, return_counts=True)
+        if (counts > 1).any():
+            raise UserError(f"the cube's {dim} grid holds {unique[counts > 1][0]} twice: figures need distinct grid values")

@@ -227,6 +227,14 @@ def test_cli_plot_refuses_a_non_finite_grid(tmp_path, capsys, bad):
     assert not out.exists()
 
 
+def test_cli_plot_refuses_a_repeated_grid_value(tmp_path, capsys):
+    values = np.array([10, 10, 100, 1000])
+    path = save_cube(tmp_path, make_cube(values=values, test_err=thumb_err(values=values)))
+    assert main(["plot", str(path), "--out", str(tmp_path / "figs")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "N grid holds 10 twice" in lines[0], lines
+
+
 def test_cli_plot_all_diverged_dynamics_cube(tmp_path, capsys):
     """Every run diverged: the figures draw what is finite and say so, instead of failing on NaN limits."""
     dyn = save_cube(tmp_path, dynamics_cube(status=[2, 2], t_gen=[np.nan, np.nan]))
