@@ -5,14 +5,17 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from landscape.cli import main
 from plots.goldilocks import goldilocks_figure
 from plots.grokking import grokking_figure
 from plots.lu import lu_figure
 from plots.render import KINDS
+from plots.style import PALETTE
 from plots.thumb import thumb_figure
 from plots.timescales import times_figure
 from tests.conftest import ROOT
@@ -259,3 +262,31 @@ def test_cli_plot_all_diverged_dynamics_cube(tmp_path, capsys):
 def test_times_legend_says_why_there_is_no_slope(t_gen, note):
     legend = fig_legend(times_figure(dynamics_cube(status=[1, 1], t_gen=t_gen), "wd"))
     assert legend[0].endswith(f": {note}"), legend
+
+
+def test_lu_shows_w_c_over_the_alpha_one_line():
+    """thumb_cube's test loss is smallest at alpha = 1 for every N: each w_c must still show."""
+    fig = lu_figure(thumb_cube())
+    loss = fig.axes[0]
+    alpha_one = next(line for line in loss.get_lines() if line.get_label() == r"$\alpha = 1$")
+    w_c_lines = [line for line in loss.get_lines() if line.get_linestyle() == ":"]
+    triangles = [line for line in loss.get_lines() if line.get_marker() == "v"]
+    assert len(w_c_lines) == len(triangles) == 3
+    assert all(line.get_zorder() > alpha_one.get_zorder() for line in w_c_lines + triangles)
+    heights = {float(t.get_ydata()[0]) for t in triangles}
+    assert len(heights) == 3, "triangles of equal w_c drawn on top of each other"
+
+
+def legend_swatch_colors(fig) -> list[tuple]:
+    return [tuple(np.round(p.get_facecolor()[:3], 3)) for p in fig.legends[0].findobj(Rectangle)
+            if p.get_facecolor()[3] < 1]
+
+
+def test_lu_legend_swatches_are_the_bands_drawn():
+    # Curves at N = 10, 100, 10000, best test_err g(N) = 1 - log10 N / 4 = 0.75, 0.5, 0.
+    for threshold, banded in ((0.2, PALETTE[2:3]), (0.6, PALETTE[1:3])):
+        fig = lu_figure(thumb_cube(), values=[10, 100, 10000], threshold=threshold)
+        assert f"Goldilocks: test err ≤ {threshold:g}" in fig_legend(fig)
+        assert legend_swatch_colors(fig) == [tuple(np.round(to_rgb(c), 3)) for c in banded]
+    nothing = lu_figure(make_cube(test_err=np.ones(SHAPE)))
+    assert not any("Goldilocks" in label for label in fig_legend(nothing))
