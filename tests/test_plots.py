@@ -290,3 +290,24 @@ def test_lu_legend_swatches_are_the_bands_drawn():
         assert legend_swatch_colors(fig) == [tuple(np.round(to_rgb(c), 3)) for c in banded]
     nothing = lu_figure(make_cube(test_err=np.ones(SHAPE)))
     assert not any("Goldilocks" in label for label in fig_legend(nothing))
+
+
+def test_thumb_labels_of_crowded_contours_stay_apart():
+    """The error drops from 1 to 0 within one w cell at every N: the four contours run side by side."""
+    step = np.where(np.arange(len(ALPHA)) <= 3, 1.0, 0.0)[:, None] * np.ones(SHAPE)
+    fig = thumb_figure(make_cube(test_err=step, train_err=step))
+    for ax in fig.axes[:2]:
+        labels = [t for t in ax.texts if t.get_text() in {"0.1", "0.2", "0.3", "0.4"}]
+        assert {t.get_text() for t in labels} == {"0.1", "0.2", "0.3", "0.4"}
+        to_axes = ax.transData + ax.transAxes.inverted()
+        xy = np.array([to_axes.transform(t.get_position()) for t in labels])
+        gaps = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))[np.triu_indices(len(xy), 1)]
+        assert gaps.min() >= 0.1, "contour labels on top of each other"
+
+
+def test_thumb_lists_the_tip_only_where_one_is_drawn():
+    values = N[2:]  # the best test error is 0.25 at N = 1000: every tip of 0.3 and 0.4 lies below the grid
+    fig = thumb_figure(make_cube(test_err=thumb_err(values=values), values=values), levels=(0.3, 0.4))
+    assert not any(line.get_marker() == "*" for ax in fig.axes for line in ax.get_lines())
+    assert not any("thumb tip" in label for label in fig_legend(fig))
+    assert any("thumb tip" in label for label in fig_legend(thumb_figure(thumb_cube(), levels=(0.3,))))
