@@ -14,6 +14,7 @@ from landscape.cli import main
 from plots.goldilocks import goldilocks_figure
 from plots.grokking import grokking_figure
 from plots.lu import lu_figure
+from plots.messiness import maps_figure
 from plots.render import KINDS
 from plots.style import PALETTE
 from plots.thumb import thumb_figure
@@ -311,3 +312,17 @@ def test_thumb_lists_the_tip_only_where_one_is_drawn():
     assert not any(line.get_marker() == "*" for ax in fig.axes for line in ax.get_lines())
     assert not any("thumb tip" in label for label in fig_legend(fig))
     assert any("thumb tip" in label for label in fig_legend(thumb_figure(thumb_cube(), levels=(0.3,))))
+
+
+@pytest.mark.parametrize("train_loss,boundary", [(0.1 / ALPHA[:, None] ** 2, True), (0.5, False)],
+                         ids=["crossed", "never-reached"])
+def test_maps_list_the_boundary_only_when_drawn_and_say_why_not(train_loss, boundary):
+    m = np.linspace(0.0, 0.2, 5)
+    grid = np.broadcast_to(train_loss, (len(ALPHA), len(m)))
+    fig = maps_figure(make_cube(values=m, axis="m", train_loss=grid, test_loss=grid + 0.1))
+    listed = any("region I/II boundary" in label for label in fig_legend(fig))
+    note = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert listed == boundary and bool(contour_levels(fig.axes[0])) == boundary
+    assert ("no region I/II boundary" in note) != boundary
+    if not boundary:
+        assert "train loss ≥ 0.5 everywhere" in note
