@@ -54,7 +54,8 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None,
     w = cube["w"].values
     fig, axes = new_figure(2)
     marked: set[int] = set()
-    banded, critical = [], []  # colours of the curves whose Goldilocks band / w_c is drawn
+    banded: list[str] = []  # colours of the curves whose Goldilocks band is drawn
+    critical = False  # whether any w_c is drawn
     for (kind, ylabel), ax in zip(_PANELS, axes):
         for row, (value, color) in enumerate(zip(chosen, PALETTE)):
             at = {axis: value}
@@ -67,7 +68,7 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None,
                 banded.append(color)
             if np.isfinite(float(w_c.sel(at))):
                 _mark_critical_norm(ax, float(w_c.sel(at)), color, row)
-                critical.append(color)
+                critical = True
             marked |= mark_missing_points(ax, w, collapse_status(cube["status"].sel(at), keep="w"), color)
         mark_alpha_one(ax, cube.attrs["w0"])
         ax.set_xscale("log")
@@ -78,7 +79,7 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None,
         ax.set_xlabel(W_LABEL)
         ax.set_ylabel(ylabel)
         add_alpha_axis(ax, cube.attrs["w0"])
-    legend = _legend(axis, chosen, threshold, list(dict.fromkeys(banded)), bool(critical))
+    legend = _legend(axis, chosen, threshold, list(dict.fromkeys(banded)), critical)  # both panels added each colour
     add_legend(fig, legend + missing_point_handles(marked), ncols=6)
     set_title(fig, cube, "reduced train (dashed) and test (solid) curves")
     return fig
