@@ -20,16 +20,16 @@ fi
 
 case $build in
 cuda)
-    exec "$python" -m pip install -q "torch==$version" ;;
+    "$python" -m pip install -q "torch==$version" ;;
 cpu)
-    if "$python" -m pip install -q --timeout 5 --retries 0 --index-url "$index" "torch==$version" >/dev/null 2>&1; then
-        echo "torch $version: CPU build from $index"
-        exit 0
-    fi
-    echo "torch $version: $index not reachable or lacks it; using pip's configured index" \
-        "(plain PyPI gives the CUDA build on Linux)" >&2
-    exec "$python" -m pip install -q "torch==$version" ;;
+    if ! "$python" -m pip install -q --timeout 5 --retries 0 --index-url "$index" "torch==$version" >/dev/null 2>&1; then
+        echo "torch $version: $index not reachable or lacks it; using pip's configured index" \
+            "(plain PyPI gives the CUDA build on Linux)" >&2
+        "$python" -m pip install -q "torch==$version"
+    fi ;;
 *)
     echo "TORCH=$build: expected auto, cpu or cuda" >&2
     exit 2 ;;
 esac
+# The local version label names the build that came: +cpu, +cu128, or none (PyPI's CUDA build).
+"$python" -m pip show torch | sed -n 's/^Version: /installed torch /p'
