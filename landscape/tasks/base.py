@@ -172,6 +172,24 @@ def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return F.one_hot(labels.long(), classes).to(torch.get_default_dtype())
 
 
+def labels_of(target: torch.Tensor) -> torch.Tensor:
+    """Class labels of classification targets: integer labels as they are, one-hot rows by argmax."""
+    return target if not target.is_floating_point() else target.argmax(-1)
+
+
 def classification_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Error of an argmax classifier against one-hot targets."""
-    return (pred.argmax(-1) != target.argmax(-1)).to(pred.dtype)
+    """Error of an argmax classifier against one-hot or integer-label targets."""
+    return (pred.argmax(-1) != labels_of(target)).to(pred.dtype)
+
+
+#: Losses of a classifier: MSE against one-hot targets (Omnigrok's default) or cross-entropy on labels.
+CLASSIFIER_LOSSES = ("mse", "ce")
+
+
+def classifier_targets(labels: torch.Tensor, classes: int, loss: str) -> torch.Tensor:
+    """The targets ``loss`` trains on: one-hot rows for "mse", the integer labels for "ce"."""
+    return one_hot(labels, classes) if loss == "mse" else labels.long()
+
+
+def classifier_loss(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    return F.mse_loss(pred, target) if loss == "mse" else F.cross_entropy(pred, target)
