@@ -1,20 +1,9 @@
-"""Model builders shared by tasks."""
+"""2-homogeneous models of the Dichotomy paper (Lyu et al. 2024): diagonal linear nets and symmetric
+matrix factorizations, each with a ``predictor()`` the theory is about."""
 from __future__ import annotations
-
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
-
-
-def mlp(widths: Sequence[int], activation: Callable[[], nn.Module]) -> nn.Sequential:
-    """Fully connected net ``widths[0] -> ... -> widths[-1]`` with PyTorch's default init."""
-    layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-        if i:
-            layers.append(activation())
-        layers.append(nn.Linear(fan_in, fan_out))
-    return nn.Sequential(*layers)
 
 
 class DiagonalNet(nn.Module):
