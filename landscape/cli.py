@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("spec", help="grid spec, e.g. grids/mnist.toml")
     g.add_argument("--out", required=True, help="cube path, e.g. results/mnist.zarr")
     g.add_argument("--jobs", type=int, default=0, help="parallel workers (default 0 = all cores)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="torch threads per worker (default 0 = $LANDSCAPE_THREADS, else cores / jobs)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field with TOML syntax, e.g. train.steps=600 (repeatable)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing cube instead of resuming it")
@@ -80,7 +82,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from landscape.grid import Interrupted, run_grid
 
     try:
-        summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, backend=args.backend,
+        summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, threads=args.threads,
+                           backend=args.backend,
                            scheduler=args.scheduler, overwrite=args.overwrite, data_dir=args.data_dir,
                            progress=not args.quiet)
     except Interrupted as e:
