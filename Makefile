@@ -6,6 +6,9 @@ SPEC    ?= grids/$(TASK).toml
 OUT     ?= results/$(TASK).zarr
 JOBS    ?= 0
 ARGS    ?=
+# torch build: auto (CUDA where nvidia-smi works, else CPU), cpu or cuda; TORCH_INDEX serves the CPU build.
+TORCH   ?= auto
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # A task with heavy dependencies declares them as the optional extra named like the task
@@ -19,12 +22,13 @@ TEST_EXTRAS := qm9 pyg
 
 install: $(STAMP)
 
-# CPU torch goes in first: a bare `torch` requirement would otherwise pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# torch goes in first, so that the package's bare `torch` requirement is already met by the chosen
+# build. setuptools warns about every editable install of a flat layout; nothing here acts on it.
+$(STAMP): pyproject.toml scripts/install-torch.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	sh scripts/install-torch.sh $(BIN)/python 2.13.0 $(TORCH) $(TORCH_INDEX)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
 # One stamp per extra: installed once, again when pyproject.toml changes.

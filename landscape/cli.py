@@ -15,12 +15,14 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="landscape", description="Reduced loss landscapes (Omnigrok) as xarray/zarr cubes.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, title="commands", metavar="COMMAND")
 
     g = sub.add_parser("grid", help="train every pending cell of a grid spec into a cube")
     g.add_argument("spec", help="grid spec, e.g. grids/mnist.toml")
     g.add_argument("--out", required=True, help="cube path, e.g. results/mnist.zarr")
     g.add_argument("--jobs", type=int, default=0, help="parallel workers (default 0 = all cores)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="torch threads per worker (default 0 = $LANDSCAPE_THREADS, else cores / jobs)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field with TOML syntax, e.g. train.steps=600 (repeatable)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing cube instead of resuming it")
@@ -80,7 +82,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from landscape.grid import Interrupted, run_grid
 
     try:
-        summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, backend=args.backend,
+        summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, threads=args.threads,
+                           backend=args.backend,
                            scheduler=args.scheduler, overwrite=args.overwrite, data_dir=args.data_dir,
                            progress=not args.quiet)
     except Interrupted as e:
@@ -145,8 +148,13 @@ def cmd_boundaries(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not argv:  # no command: show which there are, rather than a one-line complaint
+            parser.print_help(sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
         return {"grid": cmd_grid, "info": cmd_info, "plot": cmd_plot, "trajectory": cmd_trajectory,
                 "boundaries": cmd_boundaries}[args.command](args)
     except UserError as e:

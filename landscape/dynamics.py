@@ -34,7 +34,8 @@ def predict_delay(w_init: float, w_c: float, gamma: float, lr: float, rule: str 
     the gradient step) multiply every parameter by (1 - lr gamma) per step, so with zero loss
     gradient the norm after t steps is w_init (1 - lr gamma)^t and the delay is
     ln(w_c / w_init) / ln(1 - lr gamma) ~ ln(w_init / w_c) / (lr gamma): Omnigrok's t ~ ln(w0/wc)/gamma
-    in optimizer steps. 0 when the run already starts inside (w_init <= w_c); inf with no decay.
+    in optimizer steps. 0 when the run already starts inside (w_init <= w_c); inf with no decay;
+    NaN when lr gamma >= 1, where one step flips or zeroes the weights instead of shrinking them.
     """
     if rule not in DECAY_RULES:
         raise ValueError(f"no closed-form norm decay for optimizer {rule!r} (known: {', '.join(DECAY_RULES)})")
@@ -42,6 +43,8 @@ def predict_delay(w_init: float, w_c: float, gamma: float, lr: float, rule: str 
         return 0.0
     if gamma <= 0:
         return math.inf
+    if lr * gamma >= 1:
+        return math.nan
     return math.log(w_c / w_init) / math.log1p(-lr * gamma)
 
 

@@ -45,6 +45,11 @@ BACKENDS = ("loky", "dask")
 #: Environment variable of the test suite: interrupt the driver after it has written k cells,
 #: as "k" (Ctrl-C) or "k:KILL" (any signal name): a deterministic place to interrupt a grid.
 STOP_AFTER_ENV = "LANDSCAPE_STOP_AFTER_CELLS"
+#: Torch threads per worker when --threads is not given (default: cores // jobs). Threads are fixed
+#: by --jobs, not raised when there are fewer batches than workers: on a busy machine OpenMP
+#: threads wait for each other at every parallel region, and a small model ran 9x slower with 2
+#: threads than with 1 in one process at load 8 on 2 cores (measured); the test suite sets 1.
+THREADS_ENV = "LANDSCAPE_THREADS"
 #: Largest batch the planner picks by itself: on CPU the cell-steps/s of the MNIST MLP stop
 #: growing at about 16 cells (bench); on a GPU far larger batches still pay off.
 AUTO_BATCH_CELLS = {"cpu": 16, "cuda": 256}
@@ -396,6 +401,7 @@ def run_grid(
     overrides: list[str] | tuple[str, ...] = (),
     task: type[Task] | None = None,
     jobs: int = 0,
+    threads: int = 0,
     backend: str = "loky",
     scheduler: str | None = None,
     overwrite: bool = False,
@@ -406,13 +412,16 @@ def run_grid(
 
     ``spec`` is a spec file, a spec dict (as the TOML reads) or a ``Spec``; ``overrides`` are
     ``--set`` strings such as ``"train.steps=600"``; ``task`` is a Task subclass to use in place
-    of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core.
+    of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core;
+    ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
     """
     out = Path(out)
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r} (known: {', '.join(BACKENDS)})")
     if jobs < 0:
         raise UserError(f"--jobs {jobs} must be >= 0 (0 = all cores)")
+    if threads < 0:
+        raise UserError(f"--threads {threads} must be >= 0 (0 = cores / jobs)")
     if scheduler and backend != "dask":
         raise UserError("--scheduler needs --backend dask")
     spec = as_spec(spec, overrides, task)
@@ -430,13 +439,14 @@ def run_grid(
     with cube_lock(out):
         executor = _Executor(backend, scheduler, jobs)
         try:
-            return _run(spec, the_task, out, overwrite, executor, jobs, cores, device, steps_of, data_dir, progress)
+            threads = 1 if backend == "dask" else threads or _env_threads() or max(1, cores // jobs)
+            return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress)
         finally:
             executor.close(interrupted=sys.exc_info()[0] is not None)
 
 
-def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, jobs: int, cores: int,
-         device: str, steps_of: Mapping[Any, np.ndarray], data_dir: str | None, progress: bool) -> RunSummary:
+def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, threads: int, device: str,
+         steps_of: Mapping[Any, np.ndarray], progress: bool) -> RunSummary:
     # With dask, the plan's job count is the cluster's: it decides batch sizes, so resumes reuse it.
     plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of)
     stored = cube.open_cube(out)
@@ -449,10 +459,6 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     evals = stored["step"].values
     total = status.size
     budget = sum(int(steps_of[c.value][-1]) for b in batches for c in b)
-    # torch threads per worker x workers = cores. Threads are fixed by --jobs, not raised when
-    # there are fewer batches than workers: spare OpenMP threads spin, and on a busy machine a
-    # small model ran 10x slower with 2 threads than with 1 (measured).
-    threads = 1 if executor.backend == "dask" else max(1, cores // jobs)
     stop_after = _stop_after()
     bar = Bar(budget, total, already_done, task.name, progress)
     channel = executor.channel(bar)
@@ -485,6 +491,16 @@ def _task_ref(spec: Spec) -> str | type[Task]:
     if spec.task_class is None or ":" not in spec.task or importable(spec.task_class):
         return spec.task
     return spec.task_class
+
+
+def _env_threads() -> int:
+    """$LANDSCAPE_THREADS: torch threads per worker, e.g. 1 on a machine that others keep busy."""
+    text = os.environ.get(THREADS_ENV, "")
+    if not text:
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"{THREADS_ENV}={text!r} should be a positive integer")
+    return int(text)
 
 
 def _stop_after() -> tuple[int, int] | None:

@@ -23,10 +23,19 @@ def describe(ds: xr.Dataset) -> str:
         f"w0:          {ds.attrs['w0']:.4g}   (alpha = w / w0)",
         f"progress:    {done + diverged}/{status.size} cells finished ({done} done, {diverged} diverged)",
         f"created:     {ds.attrs['created']}",
+        f"training:    {_training_path(ds.attrs)}",
     ]
     lines += [f"fixed:       {name} = {value}" for name, value in fixed_values(ds.attrs).items()]
     body = _landscape_tables(ds) if is_landscape(ds) else _dynamics_table(ds)
     return "\n".join(lines + body)
+
+
+def _training_path(attrs: dict) -> str:
+    """Which trainer ran the cells and why (cubes made before the batching probe lack the attrs)."""
+    if "batched" not in attrs:
+        return "not recorded"
+    path = f"batched, up to {attrs['batch_cells']} cells per batch" if attrs["batched"] else "per cell"
+    return f"{path}, {attrs.get('dtype', 'float32')} ({attrs['batching']})"
 
 
 def _dynamics_table(ds: xr.Dataset) -> list[str]:

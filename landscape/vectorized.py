@@ -41,7 +41,7 @@ from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 from landscape.train import (
     _EVAL_CHUNK, CURVES, STATUS_DIVERGED, STATUS_DONE, BatchOrder, CellResult, cell_eval_steps, converged,
-    eval_rows, full_batch, init_cell, make_optimizer, make_scheduler, step_seed,
+    eval_rows, full_batch, init_cell, make_optimizer, make_scheduler, step_seed, PROGRESS_EVERY,
 )
 
 #: Steps whose minibatch indices are drawn at once (bounds the index memory on long eval intervals).
@@ -225,10 +225,8 @@ def train_cells(
         while step < at:
             chunk = min(at - step, _INDEX_CHUNK)
             _train_steps(fn, cells, project, pool_x, pool_y, _indices(cells, chunk, rows_n, device), train,
-                         step, seeds[0])
+                         step, seeds[0], progress)
             step += chunk
-            if progress is not None:
-                progress(int(chunk) * len(cells.ids))
         curves[cells.ids, :, k] = _evaluate(fn, cells, [sets[i] for i in cells.ids])
         per_leaf = fn.leaf_norms(cells.leaves)
         layer_norms[cells.ids, :, k] = torch.stack(
@@ -262,9 +260,12 @@ def _indices(cells: _Cells, chunk: int, rows: int, device: torch.device) -> torc
 
 def _train_steps(fn: _Model, cells: _Cells, project: Callable[[_Cells], None] | None,
                  pool_x: torch.Tensor, pool_y: torch.Tensor, index: torch.Tensor, train: TrainConfig,
-                 first_step: int, seed: int) -> None:
-    n = len(cells.ids)
+                 first_step: int, seed: int, progress: Callable[[int], None] | None) -> None:
+    n, reported = len(cells.ids), 0
     for i, rows in enumerate(index):
+        if progress is not None and i - reported >= PROGRESS_EVERY:
+            progress((i - reported) * n)
+            reported = i
         xb = pool_x.index_select(0, rows).view(n, -1, *pool_x.shape[1:])
         yb = pool_y.index_select(0, rows).view(n, -1, *pool_y.shape[1:])
         torch.default_generator.manual_seed(step_seed(seed, first_step + i))
@@ -278,6 +279,8 @@ def _train_steps(fn: _Model, cells: _Cells, project: Callable[[_Cells], None] | 
             cells.scheduler.step()
         if project is not None:
             project(cells)
+    if progress is not None:
+        progress((len(index) - reported) * n)
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from landscape.errors import UserError
+from landscape.schema import STATUS_DIVERGED
 from plots.runs import run_label, run_selections, spec_of
 from plots.style import PALETTE, add_legend, set_title, styled
 
@@ -45,10 +46,14 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("optimizer step $t$")
         ax.set_ylabel("accuracy")
-        ax.set_title(run_label(cube, at), fontsize=10)
+        diverged = " (diverged)" if int(run["status"]) == STATUS_DIVERGED else ""
+        ax.set_title(run_label(cube, at) + diverged, fontsize=10)
         twin = ax.twinx()
-        twin.plot(steps, run["norm_curve"].values, color=_NORM_COLOR, lw=1.5, ls="-.")
-        twin.set_ylim(0, 1.08 * np.nanmax(run["norm_curve"].values))  # from 0: small drifts look small
+        norm = run["norm_curve"].values
+        twin.plot(steps, norm, color=_NORM_COLOR, lw=1.5, ls="-.")
+        finite = norm[np.isfinite(norm)]
+        if finite.size and finite.max() > 0:  # a diverged run's norm ends in inf or NaN
+            twin.set_ylim(0, 1.08 * finite.max())  # from 0: small drifts look small
         twin.set_ylabel(r"weight norm $\|\theta\|_2$", color=_NORM_COLOR)
         twin.grid(False)
     for ax in axes[len(runs):]:

@@ -16,10 +16,11 @@ from matplotlib.patches import Patch
 
 from landscape.analysis import GOLDILOCKS_THRESHOLD, average_seeds, critical_norm, done, goldilocks_zone, seed_summary
 from landscape.errors import UserError
-from plots.style import (GREY, PALETTE, W_LABEL, add_alpha_axis, add_legend, collapse_status, mark_alpha_one,
+from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, collapse_status, mark_alpha_one,
                          mark_missing_points, missing_point_handles, new_figure, set_title, styled)
 
 _PANELS = (("loss", "reduced loss"), ("err", "error (1 − accuracy)"))
+_BAND_ALPHA = 0.12
 
 
 def choose_values(cube: xr.Dataset, values: Sequence[float] | None = None) -> list:
@@ -53,17 +54,21 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None,
     w = cube["w"].values
     fig, axes = new_figure(2)
     marked: set[int] = set()
+    banded: list[str] = []  # colours of the curves whose Goldilocks band is drawn
+    critical = False  # whether any w_c is drawn
     for (kind, ylabel), ax in zip(_PANELS, axes):
-        for value, color in zip(chosen, PALETTE):
+        for row, (value, color) in enumerate(zip(chosen, PALETTE)):
             at = {axis: value}
             for split, ls in (("train", "--"), ("test", "-")):
                 ax.plot(w, mean[f"{split}_{kind}"].sel(at).values, ls=ls, marker="o", ms=4, color=color)
                 _shade_seed_range(ax, cube, f"{split}_{kind}", at, color)
             lo, hi = float(band["w_lo"].sel(at)), float(band["w_hi"].sel(at))
             if np.isfinite(lo):
-                ax.axvspan(lo, hi, color=color, alpha=0.12, lw=0)
+                ax.axvspan(lo, hi, color=color, alpha=_BAND_ALPHA, lw=0)
+                banded.append(color)
             if np.isfinite(float(w_c.sel(at))):
-                ax.axvline(float(w_c.sel(at)), color=color, ls=":", lw=1.5)
+                _mark_critical_norm(ax, float(w_c.sel(at)), color, row)
+                critical = True
             marked |= mark_missing_points(ax, w, collapse_status(cube["status"].sel(at), keep="w"), color)
         mark_alpha_one(ax, cube.attrs["w0"])
         ax.set_xscale("log")
@@ -74,7 +79,8 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None,
         ax.set_xlabel(W_LABEL)
         ax.set_ylabel(ylabel)
         add_alpha_axis(ax, cube.attrs["w0"])
-    add_legend(fig, _legend(axis, chosen, threshold) + missing_point_handles(marked), ncols=6)
+    legend = _legend(axis, chosen, threshold, list(dict.fromkeys(banded)), critical)  # both panels added each colour
+    add_legend(fig, legend + missing_point_handles(marked), ncols=6)
     set_title(fig, cube, "reduced train (dashed) and test (solid) curves")
     return fig
 
@@ -91,11 +97,21 @@ def _shade_seed_range(ax: Axes, cube: xr.Dataset, var: str, at: dict, color: str
     ax.fill_between(cube["w"].values, lo, hi, color=color, alpha=0.15, lw=0)
 
 
-def _legend(axis: str, chosen: list, threshold: float) -> list:
-    return [Line2D([], [], color=c, marker="o", ms=4, label=f"${axis}$ = {v:g}") for v, c in zip(chosen, PALETTE)] + [
-        Line2D([], [], color="black", ls="--", label="train"),
-        Line2D([], [], color="black", ls="-", label="test"),
-        Line2D([], [], color="black", ls=":", label=r"$w_c$ (argmin test loss)"),
-        Patch(color=GREY, alpha=0.4, label=f"Goldilocks: test err ≤ {threshold:g}"),
-        Line2D([], [], color="0.25", ls="-.", label=r"$\alpha = 1$"),
-    ]
+def _mark_critical_norm(ax: Axes, w_c: float, color: str, row: int) -> None:
+    """w_c as a dotted line over the α = 1 line, and a triangle along the top, one row per curve, so
+    that w_c stays visible where it sits at α = 1 or at the same w as another curve's."""
+    ax.axvline(w_c, color=color, ls=":", lw=1.5, zorder=2.5)
+    ax.plot([w_c], [0.97 - 0.055 * row], marker="v", ms=7, color=color, transform=ax.get_xaxis_transform(),
+            clip_on=False, zorder=3)
+
+
+def _legend(axis: str, chosen: list, threshold: float, banded: list[str], critical: bool) -> list:
+    """The curves' entries, then only the marks drawn: w_c, the Goldilocks bands (a swatch per colour)."""
+    handles = [Line2D([], [], color=c, marker="o", ms=4, label=f"${axis}$ = {v:g}") for v, c in zip(chosen, PALETTE)]
+    handles += [Line2D([], [], color="black", ls="--", label="train"), Line2D([], [], color="black", ls="-", label="test")]
+    if critical:
+        handles.append(Line2D([], [], color="black", ls=":", marker="v", ms=6, label=r"$w_c$ (argmin test loss)"))
+    if banded:
+        label = f"Goldilocks: test err ≤ {threshold:g}"
+        handles.append(tuple(Patch(color=c, alpha=_BAND_ALPHA, label=label) for c in banded))
+    return handles + [Line2D([], [], color="0.25", ls="-.", label=r"$\alpha = 1$")]

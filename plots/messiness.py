@@ -52,17 +52,23 @@ def maps_figure(cube: xr.Dataset, boundary: float = DEFAULT_BOUNDARY, smooth: fl
         z = done(maps, var).transpose(AXIS, "w").values
         mesh = ax.pcolormesh(w_edges, m_edges, np.ma.masked_invalid(z), cmap="Reds", norm=_log_norm(z))
         fig.colorbar(mesh, ax=ax, label="loss", shrink=0.9)
-        _boundary(ax, landscape, boundary, label_regions=var == "train_loss")
+        no_boundary = _boundary(ax, landscape, boundary, label_regions=var == "train_loss")
         if var == "train_loss":
             _arrows(ax, landscape)
+            if no_boundary:
+                ax.text(0.98, 0.98, f"no region I/II boundary (train loss = {boundary:g}):\n{no_boundary}",
+                        transform=ax.transAxes, ha="right", va="top", fontsize=9, zorder=7,
+                        bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})
         for path in paths:
             _draw_path(ax, path)
         ax.plot(*star, **_STAR)
         handles = mark_missing_cells(ax, w_edges, m_edges, status)
         _frame(ax, cube, w_edges, m_edges)
         ax.set_title(name)
-    handles += [Line2D([], [], color=_BOUNDARY_COLOR, ls="--", label=f"region I/II boundary: train loss = {boundary:g}"),
-                Line2D([], [], color="0.2", marker=r"$\rightarrow$", ls="none", ms=10, label=r"$-\nabla l_{train}$ in the plotted (log w, m) plane, length ∝ |∇l|$^{1/3}$"),
+    if not no_boundary:
+        handles.append(Line2D([], [], color=_BOUNDARY_COLOR, ls="--",
+                              label=f"region I/II boundary: train loss = {boundary:g}"))
+    handles += [Line2D([], [], color="0.2", marker=r"$\rightarrow$", ls="none", ms=10, label=r"$-\nabla l_{train}$ in the plotted (log w, m) plane, length ∝ |∇l|$^{1/3}$"),
                 Line2D([], [], **{**_STAR, "ms": 13}, label="generalizing solution (min test loss)")]
     if paths:
         handles.append(Line2D([], [], color="black", marker="o", mfc="white", label="reduced trajectory (start ○, generalizes ◆)"))
@@ -139,11 +145,11 @@ def boundaries_figure(cubes: Sequence[xr.Dataset], level: float = DEFAULT_BOUNDA
     handles = []
     for cube, color in zip(cubes, PALETTE):
         landscape = ReducedLandscape.from_cube(cube, smooth)
-        drawn = _contour(ax, landscape, level, color, ls="-")
+        missing = _contour(ax, landscape, level, color, ls="-")
         ax.plot(*landscape.generalizing_solution(), **{**_STAR, "color": color, "ms": 14})
         label = ", ".join(f"{k} = {v}" for k, v in fixed_values(cube.attrs).items()) or cube.attrs["data_source"]
         handles.append(Line2D([], [], color=color, marker="*", ms=11, mec="white",
-                              label=label + ("" if drawn else " (no contour in the grid)")))
+                              label=label + (f" (no contour: {missing})" if missing else "")))
     first = cubes[0]
     _frame(ax, first, log_edges(first["w"].values), _linear_edges(first[AXIS].values.astype(float)))
     handles.append(Line2D([], [], color="0.3", marker="*", ls="none", ms=11, label="generalizing solution (min test loss) of each"))
@@ -176,20 +182,25 @@ def _fine(landscape: ReducedLandscape) -> tuple[np.ndarray, np.ndarray]:
     return np.exp(grid_x), grid_m
 
 
-def _contour(ax: Axes, landscape: ReducedLandscape, level: float, color: str, ls: str) -> bool:
-    """The train-loss contour at ``level``; False when the level is not crossed inside the grid."""
+def _contour(ax: Axes, landscape: ReducedLandscape, level: float, color: str, ls: str) -> str | None:
+    """The train-loss contour at ``level``. None when drawn, else why not: the level is not crossed
+    inside the grid, e.g. "train loss ≥ 0.31 everywhere"."""
     w, m = _fine(landscape)
     z = landscape.train_loss(w, m)
-    if not z.min() < level < z.max():
-        return False
+    if z.min() >= level:
+        return f"train loss ≥ {z.min():.2g} everywhere"
+    if z.max() <= level:
+        return f"train loss ≤ {z.max():.2g} everywhere"
     lines = ax.contour(w, m, z, levels=[level], colors=[color], linestyles=ls, linewidths=1.8)
     ax.clabel(lines, fmt=lambda v: f"{v:g}", fontsize=9)
-    return True
+    return None
 
 
-def _boundary(ax: Axes, landscape: ReducedLandscape, level: float, label_regions: bool) -> None:
-    if not _contour(ax, landscape, level, _BOUNDARY_COLOR, ls="--") or not label_regions:
-        return
+def _boundary(ax: Axes, landscape: ReducedLandscape, level: float, label_regions: bool) -> str | None:
+    """The region I/II boundary, with the regions named when ``label_regions``; None when drawn, else why not."""
+    missing = _contour(ax, landscape, level, _BOUNDARY_COLOR, ls="--")
+    if missing or not label_regions:
+        return missing
     w, m = _fine(landscape)
     above = landscape.train_loss(w, m) > level
     # Region I is the high-loss side at small norm; large norms can fit badly too (optimization),
@@ -202,6 +213,7 @@ def _boundary(ax: Axes, landscape: ReducedLandscape, level: float, label_regions
         x, y = np.exp(np.log(w[inside]).mean()), m[inside].mean()
         ax.text(x, y, name, fontsize=16, fontweight="bold", ha="center", va="center", color="0.1", zorder=5,
                 bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "boxstyle": "round"})
+    return None
 
 
 def _arrows(ax: Axes, landscape: ReducedLandscape) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
@@ -59,6 +60,7 @@ def render(
     the thumb's optional gaussian, ``values`` the axis values of the LU curves. For a dynamics
     cube, ``landscape`` (a landscape cube of the same task) enables the delay-prediction panel.
     """
+    _check_grid(cube)
     possible = available_kinds(cube, landscape)
     kinds = list(dict.fromkeys(kinds or possible))
     unknown = [k for k in kinds if k not in possible]
@@ -79,3 +81,15 @@ def render(
     # Draw everything before writing anything: bad input found by a later kind leaves no partial output.
     figures = {kind: builders[kind]() for kind in kinds}
     return [path for kind, fig in figures.items() for path in save(fig, out_dir, kind)]
+
+
+def _check_grid(cube: xr.Dataset) -> None:
+    """Refuse a cube with a grid value no axis can place (alpha = inf, NaN) or one it holds twice (m = [0.0, 0])."""
+    for dim in cube["status"].dims:
+        values = np.asarray(cube[dim].values)
+        if np.issubdtype(values.dtype, np.number) and not np.isfinite(values).all():
+            bad = values[~np.isfinite(values)][0]
+            raise UserError(f"the cube's {dim} grid holds {bad}: figures need finite grid values")
+        unique, counts = np.unique(values, return_counts=True)
+        if (counts > 1).any():
+            raise UserError(f"the cube's {dim} grid holds {unique[counts > 1][0]} twice: figures need distinct grid values")

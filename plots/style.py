@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 
 from landscape.analysis import STATUS_DIVERGED, STATUS_PENDING
@@ -163,8 +164,15 @@ def identity_line(ax: Axes, values: np.ndarray) -> Line2D:
 
 
 def add_legend(fig: Figure, handles: list, ncols: int) -> None:
-    """Below the panels, where it neither covers data nor collides with the title."""
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)), frameon=False)
+    """Below the panels, where it neither covers data nor collides with the title; none without handles.
+
+    A tuple of handles is one entry drawn side by side (one swatch per colour), labelled by its first.
+    """
+    if not handles:
+        return
+    labels = [(h[0] if isinstance(h, tuple) else h).get_label() for h in handles]
+    fig.legend(handles=handles, labels=labels, loc="outside lower center", ncols=min(ncols, len(handles)),
+               frameon=False, handler_map={tuple: HandlerTuple(ndivide=None, pad=0)})
 
 
 def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:

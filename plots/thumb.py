@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
+from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy.interpolate import RegularGridInterpolator
@@ -25,6 +26,10 @@ _CONTOUR_COLOR = PALETTE[0]
 # Contours are traced on the map resampled this many times finer in log w and log N, so that
 # between grid points they follow log-linear interpolation (as the thumb tips do), not linear.
 _UPSAMPLE = 8
+#: Least distance between two contour labels, in panel widths/heights: about a label's length.
+#: Contour pieces shorter than this get no label, which would hide them.
+_LABEL_SPACING = 0.1
+_LABEL_FRACTIONS = np.linspace(0.1, 0.9, 17)  # where along a contour piece a label may go
 
 
 @styled
@@ -54,6 +59,10 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] = DEFAULT_LEVELS, smo
     for (var, name), ax in zip(_MAPS, axes):
         z = done(maps, var).transpose(axis, "w").values
         mesh = ax.pcolormesh(w_edges, n_edges, np.ma.masked_invalid(z), cmap="Reds", vmin=0, vmax=1)
+        ax.set_xscale("log")  # before the contours: their labels are placed on the final axes
+        ax.set_yscale("log")
+        ax.set_xlim(w_edges[0], w_edges[-1])
+        ax.set_ylim(n_edges[0], n_edges[-1])
         _contours(ax, w, n, z, levels)
         tipped, outside = _mark_tips(ax, critical_data_size(maps, list(levels), var), axis)
         any_tip |= tipped
@@ -62,10 +71,6 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] = DEFAULT_LEVELS, smo
         if outside:
             ax.text(0.98, 0.02, "\n".join(outside), transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
                     bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(w_edges[0], w_edges[-1])
-        ax.set_ylim(n_edges[0], n_edges[-1])
         ax.grid(False)
         ax.set_title(name)
         ax.set_xlabel(W_LABEL)
@@ -94,23 +99,55 @@ def _contours(ax: Axes, w: np.ndarray, n: np.ndarray, z: np.ndarray, levels: Seq
         return  # matplotlib would warn that no contour levels were found
     lines = ax.contour(10.0 ** grid_w, 10.0 ** grid_n, np.ma.masked_invalid(fine), levels=sorted(levels),
                        colors=_CONTOUR_COLOR, linestyles="--", linewidths=1.4)
-    ax.clabel(lines, fmt=lambda v: f"{v:g}", fontsize=9)
+    for label in ax.clabel(lines, fmt=lambda v: f"{v:g}", fontsize=9, manual=_label_points(ax, lines)):
+        label.set_bbox({"facecolor": "white", "alpha": 0.9, "lw": 0, "pad": 0.6})  # over neighbouring contours
+
+
+def _label_points(ax: Axes, lines: ContourSet) -> list[tuple[float, float]]:
+    """Where to label each contour piece: level i of n near the fraction (i + 1) / (n + 1) of its
+    length, moved along the piece until it is clear of the labels placed before; no label where
+    no place is clear, nor on pieces shorter than a label.
+
+    Where the error jumps within one grid cell the contours run side by side, and matplotlib's own
+    placement puts their labels at one height, on top of each other.
+    """
+    to_axes = ax.transData + ax.transAxes.inverted()  # distances in panel fractions, as a reader sees them
+    paths = lines.get_paths()
+    placed: list[np.ndarray] = []
+    points = []
+    for i, path in enumerate(paths):
+        preferred = (i + 1) / (len(paths) + 1)
+        fractions = sorted(_LABEL_FRACTIONS, key=lambda f: abs(f - preferred))
+        for piece in path.to_polygons(closed_only=False):
+            xy = to_axes.transform(piece)
+            length = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+            if length[-1] < _LABEL_SPACING:
+                continue
+            for f in fractions:
+                k = min(int(np.searchsorted(length, f * length[-1])), len(piece) - 1)
+                if all(np.hypot(*(xy[k] - p)) >= _LABEL_SPACING for p in placed):
+                    placed.append(xy[k])
+                    points.append(tuple(piece[k]))
+                    break
+    return points
 
 
 def _mark_tips(ax: Axes, tips: xr.Dataset, axis: str) -> tuple[bool, list[str]]:
     """Star each tip inside the grid. Returns whether any was drawn, and a line per other position
     naming its levels, e.g. "N_c below grid: 0.3, 0.4"."""
     elsewhere: dict[str, list[str]] = {}
+    drawn = False
     for level in tips["level"].values:
         tip = tips.sel(level=level)
         where = str(tip["position"].values)
         if where == INSIDE:
             ax.plot(float(tip["w_tip"]), float(tip[f"{axis}_c"]), ls="none", marker="*", ms=14,
                     color=_CONTOUR_COLOR, mec="white", zorder=5)
+            drawn = True
         else:
             elsewhere.setdefault(where, []).append(f"{level:g}")
     notes = [f"${axis}_c$ {where.replace('_', ' ')}: {', '.join(lv)}" for where, lv in elsewhere.items()]
-    return len(elsewhere) < tips.sizes["level"], notes
+    return drawn, notes
 
 
 def _smooth(z: np.ndarray, sigma: float) -> np.ndarray:

@@ -9,8 +9,10 @@ from matplotlib.lines import Line2D
 
 from landscape.dynamics import loglog_slope
 from landscape.errors import UserError
+from landscape.schema import STATUS_DIVERGED
 from plots.runs import run_label, run_selections
-from plots.style import PALETTE, add_legend, axis_label, identity_line, new_figure, set_title, styled
+from plots.style import (PALETTE, add_legend, axis_label, collapse_status, identity_line, mark_missing_points,
+                         missing_point_handles, new_figure, set_title, styled)
 
 _TIMES = (("t_fit", "--", "s", r"$t_{fit}$"), ("t_gen", "-", "o", r"$t_{gen}$"))
 
@@ -29,12 +31,13 @@ def times_figure(cube: xr.Dataset, dim: str) -> Figure:
     x = cube[dim].values.astype(float)
     fig, (ax,) = new_figure(1, panel_width=6.0, height=4.8)
     handles = []
+    marked: set[int] = set()
     for at, color in zip(run_selections(cube, exclude=(dim,)), PALETTE):
         for name, ls, marker, _ in _TIMES:
             t = _times(cube, name).sel(at).values
             ax.plot(x, t, ls=ls, marker=marker, color=color)
-        slope, intercept = loglog_slope(x, _times(cube, "t_gen").sel(at).values)
-        label = run_label(cube, at) + (f": slope {slope:.2f}" if np.isfinite(slope) else ": t_gen never reached")
+        marked |= mark_missing_points(ax, x, collapse_status(cube["status"].sel(at), keep=dim), color)
+        label = f"{run_label(cube, at)}: {_slope_note(x, _times(cube, 't_gen').sel(at).values, cube['status'].sel(at))}"
         handles.append(Line2D([], [], color=color, marker="o", label=label))
     if dim == "wd":
         positive = x[x > 0]
@@ -48,12 +51,29 @@ def times_figure(cube: xr.Dataset, dim: str) -> Figure:
     else:
         ax.set_xlabel(axis_label(cube))
     handles += [Line2D([], [], color="0.3", ls=ls, marker=m, label=lab) for _, ls, m, lab in _TIMES]
+    handles += missing_point_handles(marked)
     ax.set_xscale("log")
-    ax.set_yscale("log", nonpositive="mask")
+    t_both = np.concatenate([_times(cube, name).values.ravel() for name, *_ in _TIMES])
+    if (t_both > 0).any():  # a log axis with no data cannot place its ticks
+        ax.set_yscale("log", nonpositive="mask")
+    else:
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no finished run reached the accuracy level", transform=ax.transAxes, ha="center")
     ax.set_ylabel("steps to reach the accuracy level")
     add_legend(fig, handles, ncols=2)
     set_title(fig, cube, f"time to fit and to generalize against {'γ' if dim == 'wd' else dim}")
     return fig
+
+
+def _slope_note(x: np.ndarray, t_gen: np.ndarray, status: xr.DataArray) -> str:
+    """The log-log slope of one run's t_gen, or why there is none."""
+    slope, _ = loglog_slope(x, t_gen)
+    if np.isfinite(slope):
+        return f"slope {slope:.2f}"
+    if (status == STATUS_DIVERGED).all():
+        return "diverged"
+    reached = int(np.isfinite(t_gen).sum())
+    return f"t_gen reached at {reached} of {x.size}, too few for a slope" if reached else "t_gen never reached"
 
 
 @styled
@@ -70,13 +90,18 @@ def prediction_figure(cube: xr.Dataset, delays: xr.Dataset) -> Figure:
         ax.plot(meas.values[ok], pred.values[ok], ls="none", marker=marker, ms=7, color=color, mfc="none", mew=1.8)
         if ok.any():
             ratio = np.exp(np.mean(np.log(pred.values[ok] / meas.values[ok])))
-            label += f": predicted/measured ×{ratio:.2f}"
             finite_all += [pred.values[ok], meas.values[ok]]
-        handles.append(Line2D([], [], ls="none", marker=marker, color=color, mfc="none", mew=1.8, label=label))
+            handles.append(Line2D([], [], ls="none", marker=marker, color=color, mfc="none", mew=1.8,
+                                  label=f"{label}: predicted/measured ×{ratio:.2f}"))
     if finite_all:
         handles.append(identity_line(ax, np.concatenate(finite_all)))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    else:  # log axes with no data cannot place their ticks
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no finished run has both a measured\nand a predicted delay", transform=ax.transAxes,
+                ha="center", va="center")
     ax.set_xlabel(r"measured delay $t_{gen}$ (steps)")
     ax.set_ylabel(r"predicted $\ln(w_{init}/w_{ref}) / -\ln(1-\eta\gamma)$")
     add_legend(fig, handles, ncols=1)

@@ -1,11 +1,15 @@
 """Shared fixtures: tiny grid specs."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# One torch thread per grid worker (and in the driver): tiny models gain nothing from two, and on a
+# machine that other jobs keep busy two OpenMP threads stall on each other (landscape.grid.THREADS_ENV).
+os.environ.setdefault("LANDSCAPE_THREADS", "1")
 
 TINY_TS = """
 task = "teacher-student"

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from landscape.schema import STATUS_DIVERGED
+
 W0 = 2.0
 ALPHA = np.logspace(-1, 1, 9)  # log10 alpha steps of 0.25
 N = np.array([10, 100, 1000, 10000])
@@ -56,3 +58,30 @@ def thumb_err(alpha: np.ndarray = ALPHA, values: np.ndarray = N) -> np.ndarray:
     """
     g = 1 - np.log10(np.asarray(values, dtype=float)) / 4
     return np.minimum(1.0, g[None, :] + np.log10(alpha)[:, None] ** 2)
+
+
+
+def dynamics_cube(status: Sequence[int], t_gen: Sequence[float], wd: Sequence[float] = (0.1, 1.0)) -> xr.Dataset:
+    """A dynamics cube over weight decay (alpha 2, one N, one seed) with the given per-run status and t_gen.
+
+    Diverged runs (status 2) have the curves the grid leaves: the norm finite at step 0, inf at the
+    next eval and NaN after, errors 1 and then NaN, no t_fit; the other runs a flat norm, zero error
+    and t_fit = 10.
+    """
+    dims = ("w", "N", "wd", "seed")
+    shape = (1, 1, len(wd), 1)
+    status = np.asarray(status, dtype=np.int8).reshape(shape)
+    diverged = (status == STATUS_DIVERGED)[..., None]
+    err = np.where(diverged, [1.0, 1.0, np.nan, np.nan], 0.0)
+    data = {"status": (dims, status),
+            "t_fit": (dims, np.where(status == STATUS_DIVERGED, np.nan, 10.0)),
+            "t_gen": (dims, np.asarray(t_gen, dtype=float).reshape(shape)),
+            "norm_curve": (dims + ("step",), np.where(diverged, [2 * W0, np.inf, np.nan, np.nan], 2 * W0)),
+            "train_err_curve": (dims + ("step",), err),
+            "test_err_curve": (dims + ("step",), err)}
+    coords = {"w": [2 * W0], "N": [100], "wd": list(wd), "seed": [0], "step": [0, 1, 10, 100], "alpha": ("w", [2.0])}
+    spec = {"task": "synthetic", "train": {"optimizer": "adamw", "lr": 1e-2, "weight_decay": 0.0,
+                                           "constrain_norm": False}, "eval": {"level": 0.95}}
+    attrs = {"task": "synthetic", "spec": json.dumps(spec), "w0": W0, "axis": "N",
+             "data_source": "made up in tests/synthetic.py", "created": "2000-01-01T00:00:00+00:00"}
+    return xr.Dataset(data, coords=coords, attrs=attrs)

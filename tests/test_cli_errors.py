@@ -8,7 +8,8 @@ from tests.conftest import TINY_TS
 from tests.mnist_files import write_fake_mnist
 
 
-def expect_bad_input(capsys, args, match: str, out: Path | None = None) -> None:
+def expect_bad_input(capsys, args, match: str, out: Path | None = None) -> str:
+    """Returns the one line of stderr."""
     assert main([str(a) for a in args]) == 2
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
@@ -16,6 +17,7 @@ def expect_bad_input(capsys, args, match: str, out: Path | None = None) -> None:
     assert "Traceback" not in err and match in lines[0], lines[0]
     if out is not None:
         assert not out.exists(), "a store was created for bad input"
+    return lines[0]
 
 
 @pytest.mark.parametrize("override,match", [
@@ -36,6 +38,7 @@ def expect_bad_input(capsys, args, match: str, out: Path | None = None) -> None:
     ("train.nosuchkey=1", "unknown key train.nosuchkey"),
     ("task_options.nosuchkey=1", "unknown key task_options.nosuchkey"),
     ("task_options.threshold=[1]", "task_options.threshold = [1] should be a float"),
+    ("task_options.n_test=1.5", "task_options.n_test = 1.5 should be an int"),
     ("axes.nosuchaxis=[1]", "unknown axis 'nosuchaxis'"),
     ("nosuchsection.x=1", "unknown key 'nosuchsection'"),
     ("noequalsign", "expected key=value"),
@@ -64,11 +67,22 @@ def test_unknown_key_in_spec_file(capsys, tmp_path):
     expect_bad_input(capsys, ["grid", bad, "--out", out], "unknown key train.stepz", out)
 
 
-def test_n_larger_than_pool(capsys, tmp_path):
+def test_n_larger_than_pool(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("LANDSCAPE_DATA", raising=False)
     spec = tmp_path / "m.toml"
     spec.write_text('task = "mnist"\n[axes]\nalpha = [1.0]\nN = [100, 4001]\n')
     out = tmp_path / "out.zarr"
-    expect_bad_input(capsys, ["grid", spec, "--out", out], "4001 is larger than the training pool of 4000", out)
+    line = expect_bad_input(capsys, ["grid", spec, "--out", out], "4001 is larger than the training pool of 4000", out)
+    assert "full MNIST is needed: --data-dir DIR or LANDSCAPE_DATA=DIR" in line
+
+
+def test_n_larger_than_the_given_files_has_no_full_mnist_hint(capsys, tmp_path):
+    spec = tmp_path / "m.toml"
+    spec.write_text('task = "mnist"\n[axes]\nalpha = [1.0]\nN = [61]\n')
+    out = tmp_path / "out.zarr"
+    args = ["grid", spec, "--out", out, "--data-dir", write_fake_mnist(tmp_path / "data")]
+    line = expect_bad_input(capsys, args, "61 is larger than the training pool of 60", out)
+    assert "full MNIST" not in line
 
 
 def test_unwritable_out(capsys, tiny_spec, tmp_path):
@@ -124,3 +138,11 @@ def test_bad_backend_and_jobs(capsys, tiny_spec, tmp_path):
 
 def test_info_on_non_cube(capsys, tmp_path):
     expect_bad_input(capsys, ["info", tmp_path / "missing.zarr"], "does not exist")
+
+
+def test_bare_command_lists_the_commands(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: landscape") and "Traceback" not in err
+    for command in ("grid", "info", "plot", "trajectory", "boundaries"):
+        assert f"\n    {command} " in err or f"\n    {command}\n" in err, command

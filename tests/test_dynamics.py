@@ -59,6 +59,7 @@ def test_delay_prediction_matches_pure_decay():
 def test_delay_prediction_edge_cases():
     assert predict_delay(1.0, 2.0, 0.1, 1e-3) == 0.0
     assert predict_delay(2.0, 1.0, 0.0, 1e-3) == math.inf
+    assert math.isnan(predict_delay(2.0, 1.0, 1.0, 2.0))  # lr gamma >= 1: no geometric decay
     with pytest.raises(ValueError):
         predict_delay(2.0, 1.0, 0.1, 1e-3, rule="adam")
 
@@ -162,6 +163,6 @@ def test_prediction_needs_matching_task(dynamics_cube, landscape_cube, tmp_path,
         var.encoding = {}
     land.attrs["task"] = "mnist"
     other = tmp_path / "other.zarr"
-    land.to_zarr(other)
+    land.to_zarr(other, zarr_format=2, consolidated=True)  # as the engine writes cubes
     assert main(["plot", str(dynamics_cube), "--out", str(tmp_path / "f"), "--landscape", str(other)]) == 2
     assert "landscape cube is for task 'mnist'" in capsys.readouterr().err

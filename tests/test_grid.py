@@ -121,7 +121,7 @@ def test_progress_counts_cell_steps_from_the_workers(tiny_spec, tmp_path, monkey
                             overrides=["train.max_batch_cells=3", "eval.every=200"])
     assert summary.ran == 6
     assert sum(steps for steps, _ in seen) == 6 * 600
-    assert len(seen) == 2 * 3  # 2 batches of 3 cells, a report per stretch between evals
+    assert len(seen) >= 2 * 600 // 32  # 2 batches: a report every 32 steps at least, not one per batch
 
 
 def test_spec_mismatch_names_the_fields(tiny_spec, tmp_path, capsys):

@@ -5,16 +5,22 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from landscape.cli import main
 from plots.goldilocks import goldilocks_figure
+from plots.grokking import grokking_figure
 from plots.lu import lu_figure
+from plots.messiness import maps_figure
 from plots.render import KINDS
+from plots.style import PALETTE
 from plots.thumb import thumb_figure
+from plots.timescales import times_figure
 from tests.conftest import ROOT
-from tests.synthetic import ALPHA, N, make_cube, thumb_err
+from tests.synthetic import ALPHA, N, dynamics_cube, make_cube, thumb_err
 
 SHAPE = (len(ALPHA), len(N))
 
@@ -212,3 +218,111 @@ def test_several_seeds_show_their_spread():
     assert any(type(c).__name__ == "FillBetweenPolyCollection" for c in lu.axes[0].collections)
     _, _, (bars,) = goldilocks_figure(cube).axes[0].containers[0]
     assert np.ptp(bars.get_segments()[0][:, 1]) > 0, "w_c drawn without its seed spread"
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_cli_plot_refuses_a_non_finite_grid(tmp_path, capsys, bad):
+    alpha = np.append(ALPHA[:-1], bad)
+    path = save_cube(tmp_path, make_cube(alpha=alpha, test_err=thumb_err()))
+    out = tmp_path / "figs"
+    assert main(["plot", str(path), "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"w grid holds {bad}" in lines[0], lines
+    assert not out.exists()
+
+
+def test_cli_plot_refuses_a_repeated_grid_value(tmp_path, capsys):
+    values = np.array([10, 10, 100, 1000])
+    path = save_cube(tmp_path, make_cube(values=values, test_err=thumb_err(values=values)))
+    assert main(["plot", str(path), "--out", str(tmp_path / "figs")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "N grid holds 10 twice" in lines[0], lines
+
+
+def test_cli_plot_all_diverged_dynamics_cube(tmp_path, capsys):
+    """Every run diverged: the figures draw what is finite and say so, instead of failing on NaN limits."""
+    dyn = save_cube(tmp_path, dynamics_cube(status=[2, 2], t_gen=[np.nan, np.nan]))
+    land = tmp_path / "land.zarr"  # generalizes at alpha = 1 for every N, so every run has a prediction
+    make_cube(test_err=np.broadcast_to(np.log10(ALPHA)[:, None] ** 2, SHAPE)).to_zarr(land, zarr_format=2,
+                                                                                       consolidated=True)
+    out = tmp_path / "figs"
+    assert main(["plot", str(dyn), "--out", str(out), "--landscape", str(land)]) == 0
+    assert {p.name for p in out.iterdir()} >= {"grokking.png", "times-wd.png", "prediction.png"}
+    cube = dynamics_cube(status=[2, 2], t_gen=[np.nan, np.nan])
+    assert all(ax.get_title().endswith("(diverged)") for ax in grokking_figure(cube).axes if ax.get_title())
+    times = times_figure(cube, "wd")
+    assert any(label.endswith(": diverged") for label in fig_legend(times))
+    assert "no finished run reached" in " ".join(t.get_text() for t in times.axes[0].texts)
+
+
+@pytest.mark.parametrize("t_gen,note", [
+    ([np.nan, 2000.0], "t_gen reached at 1 of 2, too few for a slope"),
+    ([np.nan, np.nan], "t_gen never reached"),
+    ([200.0, 20.0], "slope -1.00"),
+])
+def test_times_legend_says_why_there_is_no_slope(t_gen, note):
+    legend = fig_legend(times_figure(dynamics_cube(status=[1, 1], t_gen=t_gen), "wd"))
+    assert legend[0].endswith(f": {note}"), legend
+
+
+def test_lu_shows_w_c_over_the_alpha_one_line():
+    """thumb_cube's test loss is smallest at alpha = 1 for every N: each w_c must still show."""
+    fig = lu_figure(thumb_cube())
+    loss = fig.axes[0]
+    alpha_one = next(line for line in loss.get_lines() if line.get_label() == r"$\alpha = 1$")
+    w_c_lines = [line for line in loss.get_lines() if line.get_linestyle() == ":"]
+    triangles = [line for line in loss.get_lines() if line.get_marker() == "v"]
+    assert len(w_c_lines) == len(triangles) == 3
+    assert all(line.get_zorder() > alpha_one.get_zorder() for line in w_c_lines + triangles)
+    heights = {float(t.get_ydata()[0]) for t in triangles}
+    assert len(heights) == 3, "triangles of equal w_c drawn on top of each other"
+
+
+def legend_swatch_colors(fig) -> list[tuple]:
+    return [tuple(np.round(p.get_facecolor()[:3], 3)) for p in fig.legends[0].findobj(Rectangle)
+            if p.get_facecolor()[3] < 1]
+
+
+def test_lu_legend_swatches_are_the_bands_drawn():
+    # Curves at N = 10, 100, 10000, best test_err g(N) = 1 - log10 N / 4 = 0.75, 0.5, 0.
+    for threshold, banded in ((0.2, PALETTE[2:3]), (0.6, PALETTE[1:3])):
+        fig = lu_figure(thumb_cube(), values=[10, 100, 10000], threshold=threshold)
+        assert f"Goldilocks: test err ≤ {threshold:g}" in fig_legend(fig)
+        assert legend_swatch_colors(fig) == [tuple(np.round(to_rgb(c), 3)) for c in banded]
+    nothing = lu_figure(make_cube(test_err=np.ones(SHAPE)))
+    assert not any("Goldilocks" in label for label in fig_legend(nothing))
+
+
+def test_thumb_labels_of_crowded_contours_stay_apart():
+    """The error drops from 1 to 0 within one w cell at every N: the four contours run side by side."""
+    step = np.where(np.arange(len(ALPHA)) <= 3, 1.0, 0.0)[:, None] * np.ones(SHAPE)
+    fig = thumb_figure(make_cube(test_err=step, train_err=step))
+    for ax in fig.axes[:2]:
+        labels = [t for t in ax.texts if t.get_text() in {"0.1", "0.2", "0.3", "0.4"}]
+        assert {t.get_text() for t in labels} == {"0.1", "0.2", "0.3", "0.4"}
+        to_axes = ax.transData + ax.transAxes.inverted()
+        xy = np.array([to_axes.transform(t.get_position()) for t in labels])
+        gaps = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))[np.triu_indices(len(xy), 1)]
+        assert gaps.min() >= 0.1, "contour labels on top of each other"
+
+
+def test_thumb_lists_the_tip_only_where_one_is_drawn():
+    values = N[2:]  # the best test error is 0.25 at N = 1000: every tip of 0.3 and 0.4 lies below the grid
+    fig = thumb_figure(make_cube(test_err=thumb_err(values=values), values=values), levels=(0.3, 0.4))
+    assert not any(line.get_marker() == "*" for ax in fig.axes for line in ax.get_lines())
+    assert not any("thumb tip" in label for label in fig_legend(fig))
+    assert any("thumb tip" in label for label in fig_legend(thumb_figure(thumb_cube(), levels=(0.3,))))
+
+
+@pytest.mark.parametrize("train_loss,boundary", [(0.1 / ALPHA[:, None] ** 2, True), (0.5, False)],
+                         ids=["crossed", "never-reached"])
+def test_maps_list_the_boundary_only_when_drawn_and_say_why_not(train_loss, boundary):
+    m = np.linspace(0.0, 0.2, 5)
+    grid = np.broadcast_to(train_loss, (len(ALPHA), len(m)))
+    fig = maps_figure(make_cube(values=m, axis="m", train_loss=grid, test_loss=grid + 0.1))
+    listed = any("region I/II boundary" in label for label in fig_legend(fig))
+    note = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert listed == boundary and bool(contour_levels(fig.axes[0])) == boundary
+    assert ("no region I/II boundary" in note) != boundary
+    if not boundary:
+        assert "train loss ≥ 0.5 everywhere" in note

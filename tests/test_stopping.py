@@ -102,8 +102,28 @@ def test_grid_records_steps_and_ends_curves(tiny_spec, tmp_path):
     ("train.stop_loss=-1.0", "train.stop_loss = -1.0 must be a finite number >= 0"),
     ("train.stop_loss=inf", "train.stop_loss = inf must be a finite number >= 0"),
     ("train.max_batch_cells=-2", "train.max_batch_cells = -2 must be >= 0"),
-    ("train.stop_window=2.5", "train.stop_window = 2.5 should be a int"),
+    ("train.stop_window=2.5", "train.stop_window = 2.5 should be an int"),
 ])
 def test_bad_stopping_values(capsys, tiny_spec, tmp_path, override, match):
     out = tmp_path / "out.zarr"
     expect_bad_input(capsys, ["grid", tiny_spec, "--out", out, "--quiet", "--set", override], match, out)
+
+
+def test_paired_comparison_catches_a_biased_stopping_rule(tiny_spec, tmp_path):
+    """Stopping is validated cell by cell over seeds against the fixed budget (a sign test), not by
+    a median: an eager rule that stops while the loss still falls is caught; equal cubes are not."""
+    from landscape import run_grid
+    from landscape.analysis import paired_comparison
+    from landscape.spec import load_spec
+
+    grid = ["axes.alpha=[0.5, 2.0]", "axes.seed=[0, 1, 2]", "train.steps=200", "eval.every=20"]
+    off, eager = tmp_path / "off.zarr", tmp_path / "eager.zarr"
+    run_grid(tiny_spec, off, overrides=grid, jobs=1, progress=False)
+    run_grid(tiny_spec, eager, overrides=grid + ["train.stop_window=1", "train.stop_rtol=0.5"], jobs=1, progress=False)
+    a, b = xr.open_zarr(eager), xr.open_zarr(off)
+    assert int(a["steps"].sum()) < int(b["steps"].sum())
+    biased = paired_comparison(a, b, "test_loss")
+    assert biased["cells"] == 12 and biased["lower"] == 0 and biased["p_value"] < 0.05, biased
+    same = paired_comparison(b, b, "test_loss")
+    assert same["higher"] == same["lower"] == 0 and same["p_value"] == 1.0
+    assert load_spec("grids/mnist.toml").train.stop_window == 0  # the default landscape is the fixed budget

@@ -81,6 +81,12 @@ class Task(ABC):
         return None
 
     @property
+    def larger_pool_hint(self) -> str | None:
+        """How to get a training pool larger than ``pool_size``, added to the refusal of an axis value
+        beyond it; None when there is no way."""
+        return None
+
+    @property
     def fixed(self) -> dict[str, Any]:
         """Quantities another task's axis sweeps but this task holds fixed (e.g. ``{"N": 4000}`` for an
         ``m`` axis); the cube stores each as an attr ``fixed_<name>``."""
@@ -140,9 +146,10 @@ class Task(ABC):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise UserError(f"axes.{self.axis}: {v!r} is not a positive integer training-set size")
             if self.pool_size is not None and v > self.pool_size:
+                hint = self.larger_pool_hint
                 raise UserError(
                     f"axes.{self.axis}: {v} is larger than the training pool of {self.pool_size} "
-                    f"({self.data_source})"
+                    f"({self.data_source})" + (f"; {hint}" if hint else "")
                 )
 
 
@@ -156,8 +163,12 @@ def parse_options(options_type: type, raw: Mapping[str, Any], where: str = "task
         default = getattr(options_type, key, None)
         union_with_str = isinstance(value, str) and "str" in str(fields[key].type)
         if default is not None and not union_with_str and not _same_kind(default, value):
-            raise UserError(f"{where}.{key} = {value!r} should be a {type(default).__name__}")
+            raise UserError(f"{where}.{key} = {value!r} should be {_article(type(default).__name__)}")
     return options_type(**raw)
+
+
+def _article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 def _same_kind(default: Any, value: Any) -> bool:
@@ -172,6 +183,24 @@ def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return F.one_hot(labels.long(), classes).to(torch.get_default_dtype())
 
 
+def labels_of(target: torch.Tensor) -> torch.Tensor:
+    """Class labels of classification targets: integer labels as they are, one-hot rows by argmax."""
+    return target if not target.is_floating_point() else target.argmax(-1)
+
+
 def classification_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Error of an argmax classifier against one-hot targets."""
-    return (pred.argmax(-1) != target.argmax(-1)).to(pred.dtype)
+    """Error of an argmax classifier against one-hot or integer-label targets."""
+    return (pred.argmax(-1) != labels_of(target)).to(pred.dtype)
+
+
+#: Losses of a classifier: MSE against one-hot targets (Omnigrok's default) or cross-entropy on labels.
+CLASSIFIER_LOSSES = ("mse", "ce")
+
+
+def classifier_targets(labels: torch.Tensor, classes: int, loss: str) -> torch.Tensor:
+    """The targets ``loss`` trains on: one-hot rows for "mse", the integer labels for "ce"."""
+    return one_hot(labels, classes) if loss == "mse" else labels.long()
+
+
+def classifier_loss(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    return F.mse_loss(pred, target) if loss == "mse" else F.cross_entropy(pred, target)
