@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml scripts/install-torch.sh
 
 # One stamp per extra: installed once, again when pyproject.toml changes.
 $(VENV)/.extra-%: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[$*]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[$*]'
 	touch $@
 
 grid: install $(TASK_EXTRA:%=$(VENV)/.extra-%)
