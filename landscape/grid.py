@@ -107,8 +107,9 @@ def all_cells(spec: Spec, w: list[float], shape: tuple[int, ...]) -> list[Cell]:
 
 def schedules(spec: Spec, task: Task) -> dict[Any, np.ndarray]:
     """The eval steps of the cells at each axis value (they differ only when training counts epochs)."""
-    by_size = spec.train.epochs > 0 or spec.eval.every == "epoch"
-    return {v: cell_eval_steps(spec.train, spec.eval, task.train_size(v) if by_size else 1) for v in spec.axis_values}
+    by_size = bool(spec.train.epochs) or spec.eval.every == "epoch"
+    return {v: cell_eval_steps(spec.cell_train({}, v), spec.eval, task.train_size(v) if by_size else 1)
+            for v in spec.axis_values}
 
 
 def batch_cells(spec: Spec, batching: Batching, cells: int, jobs: int, device: str) -> int:
@@ -135,7 +136,7 @@ def plan_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool, steps_
         return [[c] for c in cells]
     groups: dict[Any, list[Cell]] = {}
     for c in cells:
-        key = (spec.cell_train(c.settings), tuple(steps_of[c.value]), c.seed if by_seed else None)
+        key = (spec.cell_train(c.settings, c.value), tuple(steps_of[c.value]), c.seed if by_seed else None)
         groups.setdefault(key, []).append(c)
     batches = []
     for group in groups.values():
@@ -173,7 +174,7 @@ def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: s
                 splits[c.value] = task.data(c.value)
         parts: dict[Any, list[Cell]] = {}
         for c in cells:
-            train, n = spec.cell_train(c.settings), len(splits[c.value].train_y)
+            train, n = spec.cell_train(c.settings, c.value), len(splits[c.value].train_y)
             parts.setdefault((train, rows_per_step(n, train.batch_size), cell_steps(train, n)), []).append(c)
         out = []
         for (train, _, budget), part in parts.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,8 @@ class TrainConfig:
     steps: int = 1000
     #: Train for this many passes over each cell's training set instead of ``steps`` (0 = off): a
     #: cell then runs epochs x (its N // batch_size) steps, so the steps depend on the axis value.
-    epochs: int = 0
+    #: "K/N" gives each cell int(K / its axis value) epochs (Omnigrok's QM9: "100000/N").
+    epochs: int | str = 0
     #: Clip each cell's global gradient norm to this value before the step (0 = off).
     grad_clip: float = 0.0
     #: Float precision of parameters and data: "float32" or "float64".
@@ -91,9 +93,13 @@ class Spec:
         """Cube dims of one cell: w, the task's axis, any training-setting axes, seed."""
         return ("w", self.axis, *self.train_axes, "seed")
 
-    def cell_train(self, settings: dict[str, float]) -> TrainConfig:
-        """The training config of a cell, with its training-setting axis values applied."""
-        return dataclasses.replace(self.train, **{TRAIN_AXES[k]: v for k, v in settings.items()})
+    def cell_train(self, settings: dict[str, float], value: Any) -> TrainConfig:
+        """The training config of a cell: its training-setting axis values applied, and an epoch
+        count "K/N" resolved at its axis value."""
+        train = dataclasses.replace(self.train, **{TRAIN_AXES[k]: v for k, v in settings.items()})
+        if isinstance(train.epochs, str):
+            train = dataclasses.replace(train, epochs=max(1, int(epochs_budget(train.epochs) / value)))
+        return train
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical form stored in the cube and compared on resume."""
@@ -134,6 +140,24 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _show(value: Any) -> str:
     return "(none)" if value is None else json.dumps(value)
+
+
+_EPOCHS_PER_AXIS = re.compile(r"^\s*(\d+(?:\.\d+)?(?:[eE]\+?\d+)?)\s*/\s*([A-Za-z_]\w*)\s*$")
+
+
+def epochs_budget(text: str) -> float:
+    """K of an epoch rule "K/N"."""
+    return float(_EPOCHS_PER_AXIS.match(text).group(1))
+
+
+def _check_epochs(epochs: int | str, axis: str) -> None:
+    if isinstance(epochs, str):
+        match = _EPOCHS_PER_AXIS.match(epochs)
+        if not match or match.group(2) != axis or not float(match.group(1)) > 0:
+            raise UserError(f"train.epochs = {epochs!r}: expected a count or \"K/{axis}\" (K > 0 divided by "
+                            f"the cell's {axis}), e.g. \"100000/{axis}\"")
+    elif epochs < 0:
+        raise UserError(f"train.epochs = {epochs} must be >= 0 (0 = use train.steps)")
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
@@ -212,6 +236,7 @@ def resolve(raw: dict[str, Any]) -> Spec:
     if "level" not in _table(raw, "eval"):
         evalc = dataclasses.replace(evalc, level=cls.default_level)
     _check_train(train)
+    _check_epochs(train.epochs, cls.axis)
     for axis_name, values in train_axes.items():
         for v in values:
             _check_train(dataclasses.replace(train, **{TRAIN_AXES[axis_name]: v}), where=f"axes.{axis_name}")
@@ -267,8 +292,6 @@ def _check_train(t: TrainConfig, where: str = "") -> None:
         raise UserError(f"train.batch_size = {t.batch_size} must be >= 0 (0 = full batch)")
     if t.steps < 1:
         raise UserError(f"train.steps = {t.steps} must be at least 1")
-    if t.epochs < 0:
-        raise UserError(f"train.epochs = {t.epochs} must be >= 0 (0 = use train.steps)")
     if t.grad_clip < 0:
         raise UserError(f"train.grad_clip = {t.grad_clip} must be >= 0 (0 = off)")
     if t.dtype not in DTYPES:

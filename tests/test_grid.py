@@ -174,3 +174,18 @@ def test_training_setting_axis_and_log_evals(tiny_spec, tmp_path):
     # decoupled decay p <- p (1 - lr wd) per step shrinks the wd=1 run's norm well below the wd=0 run's
     assert float(norm.sel(wd=1.0).isel(step=-1)) < float(norm.sel(wd=0.0).isel(step=-1)) * 0.95
     assert json.loads(ds.attrs["spec"])["axes"]["wd"] == [0.0, 1.0]
+
+
+def test_epochs_per_axis_value_give_each_cell_its_budget(tiny_spec, tmp_path):
+    """ "K/N" epochs: the step budget depends on N; the cube's steps are the union of the cells' evals."""
+    out = tmp_path / "ep.zarr"
+    args = ["--set", 'train.epochs="800/N"', "--set", "train.batch_size=8", "--set", "eval.every=epoch"]
+    assert run_cli("grid", tiny_spec, "--out", out, "--quiet", "--jobs", "1", *args) == 0
+    ds = xr.open_zarr(out)
+    np.testing.assert_array_equal(ds["steps"].sel(seed=0).values, [[80, 100]] * 3)  # 40 x 20//8, 20 x 40//8
+    steps = ds["step"].values
+    assert set(steps) == set(range(0, 81, 2)) | set(range(0, 101, 5))
+    small = ds["train_loss_curve"].sel(N=20, seed=0).isel(w=0).values
+    own = (steps % 2 == 0) & (steps <= 80)
+    assert np.isfinite(small[own]).all() and np.isnan(small[~own]).all()
+    np.testing.assert_allclose(ds["train_loss"].sel(N=20).values, ds["train_loss_curve"].sel(N=20, step=80).values)
