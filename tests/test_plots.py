@@ -97,6 +97,7 @@ def test_goldilocks_figure():
     assert "N" in ax.get_xlabel() and "w" in ax.get_ylabel()
     legend = fig_legend(fig)
     assert "test err ≤ 0.2" in legend and "test err ≤ 0.4" in legend
+    assert r"$w_c$ (argmin test loss)" in legend  # the errorbar's own label, not its line's
 
 
 def test_figures_use_the_cube_axis_name():
