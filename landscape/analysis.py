@@ -6,6 +6,11 @@ ones they reduce (``w``, and the task's axis for :func:`critical_data_size`), no
 Where ``seed`` is kept, each result ``x`` also comes as ``x_mean`` and ``x_std`` over seeds
 (NaN-skipping; std with ddof=1, so NaN when only one seed has a value).
 
+Each cube has a figure metric (:func:`metric_of`): "err" (1 - accuracy, the default) or "loss",
+as its task chose (``Task.figure_metric``), with contour levels (:func:`levels_of`). The summaries
+read ``test_<metric>`` unless told otherwise. An error is interpolated linearly, a loss in log10:
+losses span decades, and the paper draws them on log axes.
+
 This module imports xarray, numpy and the error type only: plots and ``landscape info`` use it
 without pulling in torch.
 """
@@ -25,6 +30,12 @@ from landscape.schema import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDI
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4)
 #: Test error at or below which a cell counts as generalizing, for the Goldilocks zone.
 GOLDILOCKS_THRESHOLD = 0.2
+#: Test loss within this factor of the best at the same axis value: the Goldilocks zone of a loss.
+GOLDILOCKS_RELATIVE = 1.5
+#: What figures and summaries may read, by the name in the variables and in words.
+FIGURE_METRICS = {"err": "error", "loss": "loss"}
+#: What :func:`to_scale` takes: one value, an array, or a DataArray.
+Values = float | np.ndarray | xr.DataArray
 #: Where the thumb tip lies relative to the grid of the task's axis.
 INSIDE, BELOW_GRID, ABOVE_GRID, NO_DATA = "inside", "below_grid", "above_grid", "no_data"
 
@@ -45,6 +56,52 @@ def done(cube: xr.Dataset, var: str) -> xr.DataArray:
     if var not in cube.data_vars:
         raise UserError(f"the cube has no variable {var!r} (it has {', '.join(sorted(cube.data_vars))})")
     return cube[var].where(cube["status"] == STATUS_DONE).compute()
+
+
+def checked_levels(metric: str, levels: Sequence[float] | None) -> list[float]:
+    """The contour levels of a figure metric as a list (what a cube records): ``levels``, or for
+    "err" without levels the paper's :data:`DEFAULT_LEVELS`. A loss has units and no default."""
+    if metric not in FIGURE_METRICS:
+        raise UserError(f"figure_metric {metric!r} must be one of {', '.join(FIGURE_METRICS)}")
+    if levels is None:
+        if metric == "loss":
+            raise UserError("figure_metric 'loss' needs figure_levels: a loss has no default scale")
+        levels = DEFAULT_LEVELS
+    levels = [float(x) for x in levels]
+    if not levels:
+        raise UserError("figure_levels is empty: give at least one contour level")
+    for x in levels:
+        validate_level(f"test_{metric}", x)
+    return levels
+
+
+def metric_of(cube: xr.Dataset) -> str:
+    """The cube's figure metric, "err" or "loss"; "err" for cubes made before tasks chose one."""
+    metric = cube.attrs.get("figure_metric", "err")
+    if metric not in FIGURE_METRICS:
+        raise UserError(f"the cube's figure_metric {metric!r} is none of {', '.join(FIGURE_METRICS)}")
+    return metric
+
+
+def levels_of(cube: xr.Dataset) -> tuple[float, ...]:
+    """The cube's contour levels of test_<metric>; :data:`DEFAULT_LEVELS` for an err cube without them."""
+    return tuple(checked_levels(metric_of(cube), cube.attrs.get("figure_levels")))
+
+
+def is_loss(var: str) -> bool:
+    """Whether ``var`` is a loss (interpolated in log10) rather than an error (interpolated linearly)."""
+    return var.endswith("_loss")
+
+
+def to_scale(values: Values, var: str) -> Values:
+    """``values`` of ``var`` on the scale they are interpolated on: a loss in log10, where a loss of
+    exactly 0 (a training set fit to the last bit) counts as the smallest positive float; an error as is."""
+    return np.log10(np.maximum(values, np.finfo(float).tiny)) if is_loss(var) else values
+
+
+def from_scale(values: Values, var: str) -> Values:
+    """The inverse of :func:`to_scale`."""
+    return 10.0 ** values if is_loss(var) else values
 
 
 def validate_level(var: str, level: float) -> None:
@@ -92,21 +149,29 @@ def goldilocks_zone(
     threshold: float | None = None,
     *,
     relative: float | None = None,
-    var: str = "test_err",
+    var: str | None = None,
 ) -> xr.Dataset:
     """The Goldilocks zone [w_lo, w_hi] per axis value: the band of w where the model generalizes.
 
-    Give exactly one criterion: ``threshold`` (a cell qualifies when ``var`` <= threshold) or
-    ``relative`` (when ``var`` <= relative x the best ``var`` at that axis value and seed, so
-    ``relative=1.5`` keeps cells within 50% of the best). The band is the contiguous run of
-    finished, qualifying grid cells around the best w; its edges are interpolated linearly in
-    log w to where ``var`` crosses the cutoff, and stop at the grid's end when the run reaches it.
-    NaN where no cell qualifies.
+    ``var`` defaults to test_<metric> of the cube (:func:`metric_of`). Give at most one criterion:
+    ``threshold`` (a cell qualifies when ``var`` <= threshold) or ``relative`` (when ``var`` <=
+    relative x the best ``var`` at that axis value and seed, so ``relative=1.5`` keeps cells within
+    50% of the best). Without either, an error takes ``threshold`` = :data:`GOLDILOCKS_THRESHOLD`
+    and a loss ``relative`` = :data:`GOLDILOCKS_RELATIVE`: a loss has units and a best value that
+    moves with the axis (QM9: 0.4 to 2.3 bohr^6 over N), so one absolute threshold would leave the
+    zone empty at some axis values and the whole grid at others.
+
+    The band is the contiguous run of finished, qualifying grid cells around the best w; its edges
+    are interpolated in log w to where ``var`` crosses the cutoff (an error linearly, a loss in
+    log10), and stop at the grid's end when the run reaches it. NaN where no cell qualifies.
 
     Returns ``w_lo``, ``w_hi``, ``alpha_lo``, ``alpha_hi`` and the ``cutoff`` applied.
     """
-    if (threshold is None) == (relative is None):
-        raise UserError("goldilocks_zone needs exactly one of threshold= (absolute) or relative= (x best)")
+    if threshold is not None and relative is not None:
+        raise UserError("goldilocks_zone takes at most one of threshold= (absolute) or relative= (x best)")
+    var = var or f"test_{metric_of(cube)}"
+    if threshold is None and relative is None:
+        threshold, relative = (None, GOLDILOCKS_RELATIVE) if is_loss(var) else (GOLDILOCKS_THRESHOLD, None)
     values = done(cube, var)
     if threshold is not None:
         validate_level(var, threshold)
@@ -117,31 +182,36 @@ def goldilocks_zone(
         cutoff = relative * values.min("w")
     log_w = np.log10(cube["w"].values)
     w_lo, w_hi = xr.apply_ufunc(
-        _band, values, cutoff, input_core_dims=[["w"], []], output_core_dims=[[], []],
+        _band, to_scale(values, var), to_scale(cutoff, var), input_core_dims=[["w"], []], output_core_dims=[[], []],
         vectorize=True, kwargs={"log_w": log_w},
     )
     w0 = cube.attrs["w0"]
     result = xr.Dataset({"w_lo": w_lo, "w_hi": w_hi, "alpha_lo": w_lo / w0, "alpha_hi": w_hi / w0, "cutoff": cutoff})
     criterion = f"{var} <= {threshold:g}" if threshold is not None else f"{var} <= {relative:g} x best"
-    result.attrs.update(var=var, criterion=criterion)
+    result.attrs.update(var=var, criterion=criterion,
+                        **({"threshold": threshold} if threshold is not None else {"relative": relative}))
     return _summarize(result, ("w_lo", "w_hi", "alpha_lo", "alpha_hi"))
 
 
 def critical_data_size(
     cube: xr.Dataset,
-    level: float | Sequence[float],
-    var: str = "test_err",
+    level: float | Sequence[float] | None = None,
+    var: str | None = None,
 ) -> xr.Dataset:
     """The critical data size (the tip of the thumb) for each level, as ``<axis>_c`` (e.g. ``N_c``).
 
+    ``var`` defaults to test_<metric> of the cube and ``level`` to its levels (:func:`levels_of`).
     N_c is the smallest axis value at which some w reaches ``var`` <= level. Between the last
     grid row above the level and the first at or below it, the best ``var`` over w is interpolated
-    linearly in log N; ``w_tip`` interpolates the best w between the same rows, in log w.
+    in log N (an error linearly, a loss in log10); ``w_tip`` interpolates the best w between the
+    same rows, in log w.
     ``position`` says where the tip lies: "inside" the grid; "below_grid" (already reached at the
     smallest axis value, so N_c <= that value and is reported NaN); "above_grid" (never reached,
     N_c > the largest value, NaN); "no_data" (no finished cell). Rows with no finished cell are
     skipped. A sequence of levels gives a ``level`` dim; a single level a scalar ``level`` coord.
     """
+    var = var or f"test_{metric_of(cube)}"
+    level = levels_of(cube) if level is None else level
     levels = [float(x) for x in np.atleast_1d(level)]
     for x in levels:
         validate_level(var, x)
@@ -153,8 +223,8 @@ def critical_data_size(
     per_level = []
     for x in levels:
         n_c, w_tip, position = xr.apply_ufunc(
-            _tip, best, best_w, input_core_dims=[[axis], [axis]], output_core_dims=[[], [], []],
-            vectorize=True, kwargs={"log_n": log_n, "level": x}, output_dtypes=[float, float, object],
+            _tip, to_scale(best, var), best_w, input_core_dims=[[axis], [axis]], output_core_dims=[[], [], []],
+            vectorize=True, kwargs={"log_n": log_n, "level": to_scale(x, var)}, output_dtypes=[float, float, object],
         )
         per_level.append(xr.Dataset({f"{axis}_c": n_c, "w_tip": w_tip, "position": position.astype(str)}))
     result = xr.concat(per_level, dim=xr.DataArray(levels, dims="level", name="level"))
@@ -165,20 +235,27 @@ def critical_data_size(
     return _summarize(result, (f"{axis}_c", "w_tip"))
 
 
-def lu_mismatch(cube: xr.Dataset) -> xr.Dataset:
+def lu_mismatch(cube: xr.Dataset, metric: str | None = None) -> xr.Dataset:
     """How far the train and test curves disagree at large w, one number per axis value (and seed).
 
     Defined as the mean, over the finished grid cells with w above the critical norm w_c
-    (the test-loss minimiser, :func:`critical_norm`), of test_err - train_err: the generalization
-    gap on the large-w side of the U. It is 0 where train and test agree there (the test curve is
-    an L like the train curve) and approaches 1 where the model fits the training set perfectly and
-    gets every test sample wrong (the LU picture). NaN where no finished cell lies above w_c.
+    (the test-loss minimiser, :func:`critical_norm`), of the generalization gap on the large-w side
+    of the U: test_err - train_err for the metric "err", 1 - train_loss / test_loss for "loss" (a
+    loss has units, so its gap is taken relative to the test loss). ``metric`` defaults to the
+    cube's (:func:`metric_of`). It is 0 where train and test agree there (the test curve is an L
+    like the train curve) and approaches 1 where the model fits the training set perfectly and
+    fails on the test set (the LU picture). NaN where no finished cell lies above w_c.
     """
-    gap = done(cube, "test_err") - done(cube, "train_err")
+    metric = metric or metric_of(cube)
+    if metric not in FIGURE_METRICS:
+        raise UserError(f"metric {metric!r} must be one of {', '.join(FIGURE_METRICS)}")
+    test, train = done(cube, f"test_{metric}"), done(cube, f"train_{metric}")
+    gap = test - train if metric == "err" else 1 - train / test.where(test > 0)
     w_c = critical_norm(cube)["w_c"]
     mismatch = _quiet(gap.where(cube["w"] > w_c).mean, "w")
     result = xr.Dataset({"lu_mismatch": mismatch})
-    result.attrs.update(definition="mean over w > w_c (argmin test_loss) of test_err - train_err")
+    formula = "test_err - train_err" if metric == "err" else "1 - train_loss / test_loss"
+    result.attrs.update(metric=metric, gap=formula, definition=f"mean over w > w_c (argmin test_loss) of {formula}")
     return _summarize(result)
 
 

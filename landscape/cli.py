@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable; default all that the cube supports)")
     f.add_argument("--landscape", metavar="CUBE",
                    help="for a dynamics cube: a landscape cube of the same task, for the delay-prediction panel")
-    f.add_argument("--levels", type=_floats, help="contour levels, e.g. 0.1,0.2,0.3,0.4 (the default)")
+    f.add_argument("--levels", type=_floats,
+                   help="contour levels of the thumb and Goldilocks figures, e.g. 0.1,0.2,0.3,0.4 (default: the "
+                        "cube's, as its task chose; 0.1,0.2,0.3,0.4 for an error)")
     f.add_argument("--smooth", type=float, metavar="SIGMA", help="gaussian smoothing of the thumb maps, in grid cells")
     f.add_argument("--values", type=_floats, help="axis values of the LU curves (default smallest, middle, largest)")
 
@@ -107,12 +109,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from landscape.analysis import DEFAULT_LEVELS
     from landscape.cube import open_cube
     from plots.render import render
 
     landscape = open_cube(args.landscape) if args.landscape else None
-    paths = render(open_cube(args.cube), args.out, kinds=args.kind, levels=args.levels or DEFAULT_LEVELS,
+    paths = render(open_cube(args.cube), args.out, kinds=args.kind, levels=args.levels,
                    smooth=args.smooth, values=args.values, landscape=landscape)
     print("\n".join(str(p) for p in paths))
     return 0

@@ -103,7 +103,7 @@ def delay_prediction(dyn: xr.Dataset, landscape: xr.Dataset) -> xr.Dataset:
     lr = dyn["lr"] if "lr" in dyn.dims else xr.DataArray(train["lr"])
     references = {
         "w_c": seed_summary(critical_norm(landscape), "w_c"),
-        "w_hi": seed_summary(goldilocks_zone(landscape, threshold=max(1.0 - level, 1e-6)), "w_hi"),
+        "w_hi": seed_summary(goldilocks_zone(landscape, threshold=max(1.0 - level, 1e-6), var="test_err"), "w_hi"),
     }
     out = xr.Dataset(attrs={"axis": axis, "level": level,
                             "definition": "predicted = ln(w_ref / w_init) / ln(1 - lr wd); measured = t_gen"})

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from landscape import cube
+from landscape.analysis import checked_levels
 from landscape.batching import Batching, decide
 from landscape.errors import UserError
 from landscape.norm import global_norm
@@ -273,7 +274,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
         layers=layers,
         attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source),
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
-               "dtype": spec.train.dtype, **plan.attrs()},
+               "dtype": spec.train.dtype, **plan.attrs(), "figure_metric": task.figure_metric,
+               "figure_levels": checked_levels(task.figure_metric, task.figure_levels)},
         extra_curves=task.extra_curves,
         extra_values=task.extra_values,
     )

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 import numpy as np
 import xarray as xr
 
-from landscape.analysis import (DEFAULT_LEVELS, GOLDILOCKS_THRESHOLD, critical_data_size, critical_norm,
-                                goldilocks_zone, is_landscape, lu_mismatch, seed_summary)
+from landscape.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
+                                is_loss, lu_mismatch, metric_of, seed_summary)
 from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values
 from landscape.trajectory import AXIS as MESSINESS_AXIS
 
@@ -39,17 +39,18 @@ def _training_path(attrs: dict) -> str:
 
 
 def _dynamics_table(ds: xr.Dataset) -> list[str]:
-    """One row per run: its settings, when it fit and generalized, and where it ended."""
+    """One row per run: its settings, when it fit and generalized, and where it ended (on the cube's metric)."""
     level = json.loads(ds.attrs["spec"])["eval"]["level"]
+    metric = metric_of(ds)
     dims = [d for d in ds["status"].dims if d != "w"]
+    final = [(name, max(8, len(name))) for name in ("t_fit", "t_gen", f"train_{metric}", f"test_{metric}", "norm")]
     header = f"  {'alpha':>7}  " + "  ".join(f"{d:>7}" for d in dims)
     lines = ["", f"runs (t_fit / t_gen: first eval step with train / test accuracy >= {level:g}; '-' = never):",
-             header + f"  {'t_fit':>8}  {'t_gen':>8}  {'train_err':>9}  {'test_err':>8}  {'norm':>8}  status"]
+             header + "  " + "  ".join(f"{name:>{width}}" for name, width in final) + "  status"]
     for index in np.ndindex(ds["status"].shape):
         cell = ds.isel(dict(zip(ds["status"].dims, index)))
         values = "  ".join(f"{cell[d].values!s:>7}" for d in dims)
-        numbers = [_fmt(cell[name], width) for name, width in
-                   (("t_fit", 8), ("t_gen", 8), ("train_err", 9), ("test_err", 8), ("norm", 8))]
+        numbers = [_fmt(cell[name], width) for name, width in final]
         lines.append(f"  {float(cell['alpha']):7.3g}  {values}  " + "  ".join(numbers)
                      + f"  {_STATUS[int(cell['status'])]}")
     return lines
@@ -64,37 +65,42 @@ def _fmt(value: xr.DataArray, width: int) -> str:
 
 
 def _landscape_tables(ds: xr.Dataset) -> list[str]:
-    axis = ds.attrs["axis"]
+    axis, metric = ds.attrs["axis"], metric_of(ds)
+    test, train = f"test_{metric}", f"train_{metric}"
     lines = [
         "",
-        f"reduced test error at the best w, per {axis} (mean over seeds):",
-        f"  {axis:>10}  {'best w':>9}  {'alpha':>7}  {'test_err':>8}  {'train_err':>9}",
+        f"reduced test {FIGURE_METRICS[metric]} at the best w, per {axis} (mean over seeds):",
+        f"  {axis:>10}  {'best w':>9}  {'alpha':>7}  {test}  {train}",
     ]
-    mean = ds[["test_err", "train_err"]].where(ds["status"] == STATUS_DONE).mean("seed")
+    mean = ds[[test, train]].where(ds["status"] == STATUS_DONE).mean("seed")
     for value in ds[axis].values:
         row = mean.sel({axis: value})
-        if np.all(np.isnan(row["test_err"].values)):
+        if np.all(np.isnan(row[test].values)):
             lines.append(f"  {value!s:>10}  {'-':>9}  {'-':>7}  {'(no finished cell)':>8}")
             continue
-        i = int(np.nanargmin(row["test_err"].values))
-        lines.append(
-            f"  {value!s:>10}  {float(ds['w'][i]):9.4g}  {float(ds['alpha'][i]):7.3g}  "
-            f"{float(row['test_err'][i]):8.4f}  {float(row['train_err'][i]):9.4f}"
-        )
+        i = int(np.nanargmin(row[test].values))
+        lines.append(f"  {value!s:>10}  {float(ds['w'][i]):9.4g}  {float(ds['alpha'][i]):7.3g}  "
+                     f"{_number(float(row[test][i]), test)}  {_number(float(row[train][i]), train)}")
     return lines + _analysis_tables(ds)
+
+
+def _number(value: float, var: str) -> str:
+    """Under the heading ``var``: an error with four decimals; a loss, which may span decades, to four digits."""
+    width = len(var)
+    return f"{value:{width}.4g}" if is_loss(var) else f"{value:{width}.4f}"
 
 
 def _analysis_tables(ds: xr.Dataset) -> list[str]:
     """The landscape.analysis summaries; with several seeds each entry reads mean±std over seeds."""
     axis = ds.attrs["axis"]
+    zone, mismatch = goldilocks_zone(ds), lu_mismatch(ds)
     per_value = [
         (f"critical norm w_c = argmin over w of test_loss, per {axis}:",
          critical_norm(ds), {"w_c": "w_c", "alpha_c": "alpha_c", "best": "test_loss"}),
-        (f"Goldilocks zone [w_lo, w_hi] where test_err <= {GOLDILOCKS_THRESHOLD:g} (edges interpolated in log w), "
-         f"per {axis}:", goldilocks_zone(ds, GOLDILOCKS_THRESHOLD),
-         {name: name for name in ("w_lo", "w_hi", "alpha_lo", "alpha_hi")}),
-        (f"LU mismatch: mean of test_err - train_err over the w above w_c, per {axis}:",
-         lu_mismatch(ds), {"lu_mismatch": "mismatch"}),
+        (f"Goldilocks zone [w_lo, w_hi] where {zone.attrs['criterion']} (edges interpolated in log w), per {axis}:",
+         zone, {name: name for name in ("w_lo", "w_hi", "alpha_lo", "alpha_hi")}),
+        (f"LU mismatch: mean of {mismatch.attrs['gap']} over the w above w_c, per {axis}:",
+         mismatch, {"lu_mismatch": "mismatch"}),
     ]
     lines = []
     for heading, result, columns in per_value:
@@ -102,8 +108,8 @@ def _analysis_tables(ds: xr.Dataset) -> list[str]:
         lines += [_row(value, result, columns, {axis: i}) for i, value in enumerate(ds[axis].values)]
     if axis == MESSINESS_AXIS:
         return lines  # a thumb tip is a smallest data size; along m it has no meaning
-    tips = critical_data_size(ds, DEFAULT_LEVELS)
-    lines += ["", f"critical data size {axis}_c: smallest {axis} where some w reaches test_err <= level "
+    tips = critical_data_size(ds)
+    lines += ["", f"critical data size {axis}_c: smallest {axis} where some w reaches {tips.attrs['var']} <= level "
               f"(interpolated in log {axis}):", f"  {'level':>10}  {axis + '_c':>11}  {'w_tip':>11}  position"]
     for i, level in enumerate(tips["level"].values):
         positions = sorted(set(np.atleast_1d(tips["position"].isel(level=i).values).tolist()))

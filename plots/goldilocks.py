@@ -1,7 +1,7 @@
 """The Goldilocks figure: the band of w that generalizes, and w_c, against the task's axis.
 
-It is the thumb turned on its side: each band is a horizontal slice of a test-error contour, so
-the zone visibly widens with data while w_c stays near α ≈ 1.
+It is the thumb turned on its side: each band is a horizontal slice of a test-error (or, for a
+loss cube, test-loss) contour, so the zone visibly widens with data while w_c stays near α ≈ 1.
 """
 from __future__ import annotations
 
@@ -14,20 +14,22 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from landscape.analysis import (DEFAULT_LEVELS, INSIDE, average_seeds, critical_data_size, critical_norm,
-                                goldilocks_zone, seed_summary)
+from landscape.analysis import (INSIDE, average_seeds, critical_data_size, critical_norm, goldilocks_zone, levels_of,
+                                metric_of, seed_summary)
 from plots.style import (W_LABEL, add_alpha_axis, add_legend, axis_label, collapse_status, log_edges, mark_alpha_one,
                          mark_missing_points, missing_point_handles, new_figure, set_title, styled)
 
 
 @styled
-def goldilocks_figure(cube: xr.Dataset, levels: Sequence[float] = DEFAULT_LEVELS) -> Figure:
-    """Nested Goldilocks bands test_err <= level (seed-averaged, as on the thumb), w_c and the thumb tips.
+def goldilocks_figure(cube: xr.Dataset, levels: Sequence[float] | None = None) -> Figure:
+    """Nested Goldilocks bands test_<metric> <= level (seed-averaged, as on the thumb), w_c and the thumb tips.
 
-    w_c is the test-loss argmin, averaged over seeds with the standard deviation as error bars
-    when there are several.
+    The metric and the default levels are the cube's (:func:`metric_of`, :func:`levels_of`). w_c
+    is the test-loss argmin, averaged over seeds with the standard deviation as error bars when
+    there are several.
     """
-    axis = cube.attrs["axis"]
+    axis, metric = cube.attrs["axis"], metric_of(cube)
+    levels = levels_of(cube) if levels is None else levels
     n = cube[axis].values.astype(float)
     maps = average_seeds(cube)
     tips = critical_data_size(maps, list(levels))
@@ -49,7 +51,7 @@ def goldilocks_figure(cube: xr.Dataset, levels: Sequence[float] = DEFAULT_LEVELS
             x, lo, hi = np.append(n, tip_n), np.append(lo, tip_w), np.append(hi, tip_w)
         order = np.argsort(x)
         ax.fill_between(x[order], lo[order], hi[order], color=colour, lw=0, alpha=0.8)
-        handles.append(Patch(color=colour, label=f"test err ≤ {level:g}"))
+        handles.append(Patch(color=colour, label=f"test {metric} ≤ {level:g}"))
     norm = critical_norm(cube)
     handles.append(ax.errorbar(n, seed_summary(norm, "w_c").values, yerr=_spread(norm), color="black", marker="o",
                                ms=5, capsize=3, label=r"$w_c$ (argmin test loss)"))

@@ -1,15 +1,18 @@
 """Grokking curves of a dynamics cube: train and test accuracy against steps, weight norm alongside.
 
 Omnigrok Fig. 2b / 3d: with large init (alpha > 1) and small weight decay the training set is fit
-early and test accuracy rises only once the norm has decayed into the Goldilocks zone.
+early and test accuracy rises only once the norm has decayed into the Goldilocks zone. A cube whose
+figure metric is the loss (regression, Fig. 5d) shows train and test loss on log-log axes instead.
 """
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from landscape.analysis import metric_of
 from landscape.errors import UserError
 from landscape.schema import STATUS_DIVERGED
 from plots.runs import run_label, run_selections, spec_of
@@ -21,7 +24,11 @@ _NORM_COLOR = PALETTE[3]
 
 @styled
 def grokking_figure(cube: xr.Dataset) -> Figure:
-    """One panel per run (every combination of the cube's dims but ``seed`` and ``step``; seed 0)."""
+    """One panel per run (every combination of the cube's dims but ``seed`` and ``step``; seed 0).
+
+    Accuracy, or for a loss cube (:func:`metric_of`) the loss on log y; t_fit and t_gen (accuracy
+    reaching the eval level) marked either way.
+    """
     runs = run_selections(cube)
     if len(runs) > MAX_PANELS:
         raise UserError(f"the cube has {len(runs)} runs; the grokking figure draws at most {MAX_PANELS} "
@@ -31,21 +38,18 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
     fig = Figure(figsize=(4.6 * ncols + 1.2, 3.4 * nrows + 1.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     level = float(spec_of(cube)["eval"]["level"])
+    metric = metric_of(cube)
     steps = cube["step"].values
     for ax, at in zip(axes, runs):
         run = cube.sel(at).isel(seed=0) if "seed" in cube.dims else cube.sel(at)
-        ax.plot(steps, 1 - run["train_err_curve"].values, color=PALETTE[0], lw=2)
-        ax.plot(steps, 1 - run["test_err_curve"].values, color=PALETTE[1], lw=2)
-        ax.axhline(level, color="0.5", lw=0.8, ls=":")
+        _curves(ax, run, steps, metric, level)
         for name, color in (("t_fit", PALETTE[0]), ("t_gen", PALETTE[1])):
             t = float(run[name])
             if np.isfinite(t):
                 ax.axvline(max(t, 1), color=color, lw=1, ls="--")
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlim(0, max(steps[-1], 1))
-        ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("optimizer step $t$")
-        ax.set_ylabel("accuracy")
         diverged = " (diverged)" if int(run["status"]) == STATUS_DIVERGED else ""
         ax.set_title(run_label(cube, at) + diverged, fontsize=10)
         twin = ax.twinx()
@@ -58,11 +62,31 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
         twin.grid(False)
     for ax in axes[len(runs):]:
         ax.set_visible(False)
-    handles = [Line2D([], [], color=PALETTE[0], lw=2, label="train accuracy"),
-               Line2D([], [], color=PALETTE[1], lw=2, label="test accuracy"),
+    shown = "accuracy" if metric == "err" else "loss"
+    times = r"$t_{fit}$, $t_{gen}$" + ("" if metric == "err" else f" (accuracy ≥ {level:g})")
+    handles = [Line2D([], [], color=PALETTE[0], lw=2, label=f"train {shown}"),
+               Line2D([], [], color=PALETTE[1], lw=2, label=f"test {shown}"),
                Line2D([], [], color=_NORM_COLOR, lw=1.5, ls="-.", label=r"norm $\|\theta\|_2$"),
-               Line2D([], [], color="0.3", lw=1, ls="--", label=r"$t_{fit}$, $t_{gen}$"),
-               Line2D([], [], color="0.5", lw=0.8, ls=":", label=f"level {level:g}")]
+               Line2D([], [], color="0.3", lw=1, ls="--", label=times)]
+    if metric == "err":
+        handles.append(Line2D([], [], color="0.5", lw=0.8, ls=":", label=f"level {level:g}"))
     add_legend(fig, handles, ncols=5)
     set_title(fig, cube, "grokking curves (dynamics, seed 0)")
     return fig
+
+
+def _curves(ax: Axes, run: xr.Dataset, steps: np.ndarray, metric: str, level: float) -> None:
+    """Train and test accuracy with the eval level, or train and test loss on log y (Fig. 5d)."""
+    if metric == "err":
+        ax.plot(steps, 1 - run["train_err_curve"].values, color=PALETTE[0], lw=2)
+        ax.plot(steps, 1 - run["test_err_curve"].values, color=PALETTE[1], lw=2)
+        ax.axhline(level, color="0.5", lw=0.8, ls=":")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel("accuracy")
+        return
+    losses = [run[f"{split}_loss_curve"].values for split in ("train", "test")]
+    for loss, color in zip(losses, PALETTE):
+        ax.plot(steps, loss, color=color, lw=2)
+    if any((np.isfinite(loss) & (loss > 0)).any() for loss in losses):  # a log axis needs a positive value
+        ax.set_yscale("log", nonpositive="mask")
+    ax.set_ylabel("loss")

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from landscape.analysis import GOLDILOCKS_THRESHOLD, average_seeds, critical_norm, done, goldilocks_zone, seed_summary
+from landscape.analysis import average_seeds, critical_norm, done, goldilocks_zone, seed_summary
 from landscape.errors import UserError
 from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, collapse_status, mark_alpha_one,
                          mark_missing_points, missing_point_handles, new_figure, set_title, styled)
@@ -39,12 +39,13 @@ def choose_values(cube: xr.Dataset, values: Sequence[float] | None = None) -> li
 
 
 @styled
-def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None,
-              threshold: float = GOLDILOCKS_THRESHOLD) -> Figure:
+def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None, threshold: float | None = None) -> Figure:
     """Loss (log y, unless no loss is positive) and error panels against w (log x) for each chosen axis value.
 
     Curves are means over finished seeds, with the seed range shaded when there are several. w_c
-    (dotted) is the test-loss argmin; the shaded band is the Goldilocks zone test_err <= threshold.
+    (dotted) is the test-loss argmin; the shaded band is the Goldilocks zone of the cube's metric
+    (:func:`landscape.analysis.goldilocks_zone`): test_err <= 0.2 or test_loss <= 1.5 x its best by
+    default, test_<metric> <= ``threshold`` when given.
     """
     axis = cube.attrs["axis"]
     chosen = choose_values(cube, values)
@@ -79,7 +80,8 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None,
         ax.set_xlabel(W_LABEL)
         ax.set_ylabel(ylabel)
         add_alpha_axis(ax, cube.attrs["w0"])
-    legend = _legend(axis, chosen, threshold, list(dict.fromkeys(banded)), critical)  # both panels added each colour
+    banded = list(dict.fromkeys(banded))  # both panels added each colour
+    legend = _legend(axis, chosen, _criterion(band), banded, critical)
     add_legend(fig, legend + missing_point_handles(marked), ncols=6)
     set_title(fig, cube, "reduced train (dashed) and test (solid) curves")
     return fig
@@ -105,13 +107,21 @@ def _mark_critical_norm(ax: Axes, w_c: float, color: str, row: int) -> None:
             clip_on=False, zorder=3)
 
 
-def _legend(axis: str, chosen: list, threshold: float, banded: list[str], critical: bool) -> list:
+def _criterion(band: xr.Dataset) -> str:
+    """E.g. "test err ≤ 0.2", "test loss ≤ 1.5 × best", from the zone's attrs."""
+    name = band.attrs["var"].replace("_", " ")
+    if "relative" in band.attrs:
+        return f"{name} ≤ {band.attrs['relative']:g} × best"
+    return f"{name} ≤ {band.attrs['threshold']:g}"
+
+
+def _legend(axis: str, chosen: list, criterion: str, banded: list[str], critical: bool) -> list:
     """The curves' entries, then only the marks drawn: w_c, the Goldilocks bands (a swatch per colour)."""
     handles = [Line2D([], [], color=c, marker="o", ms=4, label=f"${axis}$ = {v:g}") for v, c in zip(chosen, PALETTE)]
     handles += [Line2D([], [], color="black", ls="--", label="train"), Line2D([], [], color="black", ls="-", label="test")]
     if critical:
         handles.append(Line2D([], [], color="black", ls=":", marker="v", ms=6, label=r"$w_c$ (argmin test loss)"))
     if banded:
-        label = f"Goldilocks: test err ≤ {threshold:g}"
+        label = f"Goldilocks: {criterion}"
         handles.append(tuple(Patch(color=c, alpha=_BAND_ALPHA, label=label) for c in banded))
     return handles + [Line2D([], [], color="0.25", ls="-.", label=r"$\alpha = 1$")]

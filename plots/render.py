@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from landscape.analysis import DEFAULT_LEVELS, is_landscape
+from landscape.analysis import is_landscape
 from landscape.dichotomy import is_dichotomy
 from landscape.dynamics import delay_prediction
 from landscape.errors import UserError
@@ -49,16 +49,17 @@ def render(
     cube: xr.Dataset,
     out_dir: str | Path,
     kinds: Sequence[str] | None = None,
-    levels: Sequence[float] = DEFAULT_LEVELS,
+    levels: Sequence[float] | None = None,
     smooth: float | None = None,
     values: Sequence[float] | None = None,
     landscape: xr.Dataset | None = None,
 ) -> list[Path]:
     """Draw the requested kinds (default all) and write them; return the paths written.
 
-    ``levels`` sets the contours of the thumb and the bands of the Goldilocks figure, ``smooth``
-    the thumb's optional gaussian, ``values`` the axis values of the LU curves. For a dynamics
-    cube, ``landscape`` (a landscape cube of the same task) enables the delay-prediction panel.
+    ``levels`` sets the contours of the thumb and the bands of the Goldilocks figure (default the
+    cube's own, :func:`landscape.analysis.levels_of`), ``smooth`` the thumb's optional gaussian,
+    ``values`` the axis values of the LU curves. For a dynamics cube, ``landscape`` (a landscape
+    cube of the same task) enables the delay-prediction panel.
     """
     _check_grid(cube)
     possible = available_kinds(cube, landscape)

@@ -170,7 +170,8 @@ def add_legend(fig: Figure, handles: list, ncols: int) -> None:
     """
     if not handles:
         return
-    labels = [(h[0] if isinstance(h, tuple) else h).get_label() for h in handles]
+    # type(), not isinstance: an errorbar's container is a tuple too, but carries its own label.
+    labels = [(h[0] if type(h) is tuple else h).get_label() for h in handles]
     fig.legend(handles=handles, labels=labels, loc="outside lower center", ncols=min(ncols, len(handles)),
                frameon=False, handler_map={tuple: HandlerTuple(ndivide=None, pad=0)})
 

@@ -1,7 +1,8 @@
-"""The thumb figure: train- and test-error maps over (w, N) with labelled contours (paper Fig 3b).
+"""The thumb figure: train and test maps over (w, N) with labelled contours (paper Fig 3b, 5a-b).
 
 At small N only a narrow band of w around α ≈ 1 reaches a low test error; the band widens with
-data, so the test-error contours form a thumb whose tip is the critical data size N_c.
+data, so the test-error contours form a thumb whose tip is the critical data size N_c. A cube whose
+figure metric is the loss (regression, Fig 5) gets loss maps on a log colour scale instead.
 """
 from __future__ import annotations
 
@@ -10,18 +11,23 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy.interpolate import RegularGridInterpolator
 from scipy.ndimage import gaussian_filter
 
-from landscape.analysis import DEFAULT_LEVELS, INSIDE, average_seeds, critical_data_size, done, validate_level
+from landscape.analysis import (FIGURE_METRICS, INSIDE, average_seeds, critical_data_size, done, from_scale,
+                                levels_of, metric_of, to_scale, validate_level)
 from landscape.errors import UserError
 from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, axis_label, log_edges, mark_alpha_one,
                          mark_missing_cells, new_figure, set_title, styled)
 
-_MAPS = (("train_err", "train error"), ("test_err", "test error"))
+_COLORBAR_LABEL = {"err": "error (1 − accuracy)", "loss": "loss"}
+#: A loss map's colours span this many decades below its lowest level and above its highest (at
+#: most): the contours' neighbourhood gets the colours, however far the loss runs off (QM9: 1e-12 to 1e9).
+_LOSS_DECADES = 2
 _CONTOUR_COLOR = PALETTE[0]
 # Contours are traced on the map resampled this many times finer in log w and log N, so that
 # between grid points they follow log-linear interpolation (as the thumb tips do), not linear.
@@ -33,15 +39,19 @@ _LABEL_FRACTIONS = np.linspace(0.1, 0.9, 17)  # where along a contour piece a la
 
 
 @styled
-def thumb_figure(cube: xr.Dataset, levels: Sequence[float] = DEFAULT_LEVELS, smooth: float | None = None) -> Figure:
-    """Train- and test-error maps, both axes log in data coordinates, seeds averaged.
+def thumb_figure(cube: xr.Dataset, levels: Sequence[float] | None = None, smooth: float | None = None) -> Figure:
+    """Train and test maps of the cube's figure metric (error, or loss on a log colour scale), both
+    axes log in data coordinates, seeds averaged.
 
-    Each map gets labelled contours at ``levels``, a star at the thumb tip (critical data size)
-    of each level inside the grid (tips outside are listed in the panel), and the α = 1 line.
-    ``smooth`` applies a gaussian of that many grid cells (NaN-aware) before contouring and is
-    written in the title; off by default.
+    Each map gets labelled contours at ``levels`` (default the cube's, :func:`levels_of`), a star at
+    the thumb tip (critical data size) of each level inside the grid (tips outside are listed in
+    the panel), and the α = 1 line. ``smooth`` applies a gaussian of that many grid cells (NaN-aware;
+    to log10 of a loss) before contouring and is written in the title; off by default.
     """
-    for var, _ in _MAPS:
+    metric = metric_of(cube)
+    levels = levels_of(cube) if levels is None else levels
+    maps_of = [f"train_{metric}", f"test_{metric}"]
+    for var in maps_of:
         for level in levels:
             validate_level(var, level)
     if smooth is not None and not smooth > 0:
@@ -49,21 +59,25 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] = DEFAULT_LEVELS, smo
     axis = cube.attrs["axis"]
     maps = average_seeds(cube)
     if smooth is not None:
-        for var, _ in _MAPS:
-            maps[var] = xr.apply_ufunc(_smooth, done(maps, var), kwargs={"sigma": smooth})
+        for var in maps_of:
+            smoothed = xr.apply_ufunc(_smooth, to_scale(done(maps, var), var), kwargs={"sigma": smooth})
+            maps[var] = from_scale(smoothed, var)
     w, n = cube["w"].values, cube[axis].values.astype(float)
     w_edges, n_edges = log_edges(w), log_edges(n)
     status = maps["status"].transpose(axis, "w").values
     fig, axes = new_figure(2, panel_width=4.6)
+    colours = _colour_scale(metric, levels, [done(maps, var).values for var in maps_of])
     any_tip = False
-    for (var, name), ax in zip(_MAPS, axes):
+    for var, ax in zip(maps_of, axes):
         z = done(maps, var).transpose(axis, "w").values
-        mesh = ax.pcolormesh(w_edges, n_edges, np.ma.masked_invalid(z), cmap="Reds", vmin=0, vmax=1)
+        # Raised to the colour scale's floor: a log scale would blank a loss of exactly 0 like a missing cell.
+        shown = np.ma.masked_invalid(np.maximum(z, colours.vmin))
+        mesh = ax.pcolormesh(w_edges, n_edges, shown, cmap="Reds", norm=colours)
         ax.set_xscale("log")  # before the contours: their labels are placed on the final axes
         ax.set_yscale("log")
         ax.set_xlim(w_edges[0], w_edges[-1])
         ax.set_ylim(n_edges[0], n_edges[-1])
-        _contours(ax, w, n, z, levels)
+        _contours(ax, w, n, z, levels, var)
         tipped, outside = _mark_tips(ax, critical_data_size(maps, list(levels), var), axis)
         any_tip |= tipped
         missing = mark_missing_cells(ax, w_edges, n_edges, status)
@@ -72,7 +86,7 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] = DEFAULT_LEVELS, smo
             ax.text(0.98, 0.02, "\n".join(outside), transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
                     bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
         ax.grid(False)
-        ax.set_title(name)
+        ax.set_title(f"{var.split('_')[0]} {FIGURE_METRICS[metric]}")
         ax.set_xlabel(W_LABEL)
         ax.set_ylabel(axis_label(cube))
         add_alpha_axis(ax, cube.attrs["w0"])
@@ -80,21 +94,36 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] = DEFAULT_LEVELS, smo
     if any_tip:
         handles.append(Line2D([], [], ls="none", marker="*", ms=12, color=_CONTOUR_COLOR, mec="white",
                               label=f"thumb tip ${axis}_c$"))
-    fig.colorbar(mesh, ax=axes, label="error (1 − accuracy)", shrink=0.9)
+    extend = "neither" if metric == "err" else "both"  # a loss's colours saturate beyond the range
+    fig.colorbar(mesh, ax=axes, label=_COLORBAR_LABEL[metric], shrink=0.9, extend=extend)
     add_legend(fig, handles, ncols=len(handles))
     note = f"gaussian smoothing σ = {smooth:g} grid cells" if smooth else None
-    set_title(fig, cube, "train and test error maps", note=note)
+    set_title(fig, cube, f"train and test {FIGURE_METRICS[metric]} maps", note=note)
     return fig
 
 
-def _contours(ax: Axes, w: np.ndarray, n: np.ndarray, z: np.ndarray, levels: Sequence[float]) -> None:
+def _colour_scale(metric: str, levels: Sequence[float], maps: list[np.ndarray]) -> Normalize:
+    """An error from 0 to 1; a loss in log, over the maps' positive values, cut to
+    :data:`_LOSS_DECADES` beyond the levels so that the contours do not sit in one shade."""
+    if metric == "err":
+        return Normalize(0, 1)
+    values = np.concatenate([m.ravel() for m in maps])
+    positive = values[np.isfinite(values) & (values > 0)]
+    low, high = min(levels) / 10**_LOSS_DECADES, max(levels) * 10**_LOSS_DECADES
+    if positive.size:
+        low, high = max(low, positive.min()), min(high, positive.max())
+    return LogNorm(low, high) if low < high else LogNorm(min(levels) / 10, max(levels) * 10)
+
+
+def _contours(ax: Axes, w: np.ndarray, n: np.ndarray, z: np.ndarray, levels: Sequence[float], var: str) -> None:
     if w.size < 2 or n.size < 2 or np.isfinite(z).sum() < 4:
         return  # a line or a point has no contours
     log_w, log_n = np.log10(w), np.log10(n)
     fine_w = np.linspace(log_w[0], log_w[-1], (w.size - 1) * _UPSAMPLE + 1)
     fine_n = np.linspace(log_n[0], log_n[-1], (n.size - 1) * _UPSAMPLE + 1)
     grid_n, grid_w = np.meshgrid(fine_n, fine_w, indexing="ij")
-    fine = RegularGridInterpolator((log_n, log_w), z)((grid_n, grid_w))
+    # On the scale the thumb tips are interpolated on (a loss in log10), so contours run through them.
+    fine = from_scale(RegularGridInterpolator((log_n, log_w), to_scale(z, var))((grid_n, grid_w)), var)
     if np.nanmin(fine) > max(levels) or np.nanmax(fine) < min(levels):
         return  # matplotlib would warn that no contour levels were found
     lines = ax.contour(10.0 ** grid_w, 10.0 ** grid_n, np.ma.masked_invalid(fine), levels=sorted(levels),

@@ -20,12 +20,14 @@ def make_cube(
     values: np.ndarray = N,
     seeds: Sequence[int] = (0,),
     axis: str = "N",
+    figure_levels: Sequence[float] | None = None,
     **metrics: np.ndarray,
 ) -> xr.Dataset:
     """A finished cube; each given metric is an array over (w, axis) or (w, axis, seed).
 
     Metrics not given are filled from the given ones (losses from errors and vice versa), so every
-    figure can be drawn. ``status`` defaults to all done.
+    figure can be drawn. ``status`` defaults to all done. ``figure_levels`` makes it a loss cube
+    (figure_metric "loss" with those levels); without, it has no figure attrs, as older cubes.
     """
     shape = (len(alpha), len(values), len(seeds))
 
@@ -48,6 +50,8 @@ def make_cube(
               "seed": list(seeds), "alpha": ("w", np.asarray(alpha, dtype=float))}
     attrs = {"task": "synthetic", "spec": json.dumps({"task": "synthetic"}), "w0": W0, "axis": axis,
              "data_source": "made up in tests/synthetic.py", "created": "2000-01-01T00:00:00+00:00"}
+    if figure_levels is not None:
+        attrs.update(figure_metric="loss", figure_levels=list(figure_levels))
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
@@ -58,6 +62,24 @@ def thumb_err(alpha: np.ndarray = ALPHA, values: np.ndarray = N) -> np.ndarray:
     """
     g = 1 - np.log10(np.asarray(values, dtype=float)) / 4
     return np.minimum(1.0, g[None, :] + np.log10(alpha)[:, None] ** 2)
+
+
+def thumb_loss(alpha: np.ndarray = ALPHA, values: np.ndarray = N) -> np.ndarray:
+    """test_loss = 10^(2 (g(N) + (log10 alpha)^2)), g as in :func:`thumb_err`: a thumb spanning decades.
+
+    The best loss, at alpha = 1, is 10^(2 g(N)): 31.6, 10, 3.16 and 1 on N; log10 of it is linear
+    in log N, so with log interpolation the tip for level L is at log10 N_c = 4 (1 - log10(L) / 2).
+    """
+    g = 1 - np.log10(np.asarray(values, dtype=float)) / 4
+    return 10.0 ** (2 * (g[None, :] + np.log10(alpha)[:, None] ** 2))
+
+
+LOSS_LEVELS = (3.0, 10.0, 30.0)
+
+
+def loss_cube() -> xr.Dataset:
+    """A cube whose figure metric is the loss: :func:`thumb_loss` on test, a hundredth of it on train."""
+    return make_cube(test_loss=thumb_loss(), train_loss=thumb_loss() / 100, figure_levels=LOSS_LEVELS)
 
 
 

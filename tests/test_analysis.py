@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from landscape.analysis import (ABOVE_GRID, BELOW_GRID, INSIDE, NO_DATA, average_seeds, critical_data_size,
-                                critical_norm, goldilocks_zone, lu_mismatch)
+from landscape.analysis import (ABOVE_GRID, BELOW_GRID, DEFAULT_LEVELS, INSIDE, NO_DATA, average_seeds, checked_levels,
+                                critical_data_size, critical_norm, goldilocks_zone, levels_of, lu_mismatch, metric_of)
 from landscape.errors import UserError
 from landscape.info import describe
-from tests.synthetic import ALPHA, N, W0, make_cube, thumb_err
+from tests.synthetic import ALPHA, LOSS_LEVELS, N, W0, loss_cube, make_cube, thumb_err
 
 LOG_A = np.log10(ALPHA)
 
@@ -88,8 +88,7 @@ def test_goldilocks_band_reaching_the_grid_end_stops_there():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({}, "exactly one"),
-    ({"threshold": 0.2, "relative": 1.5}, "exactly one"),
+    ({"threshold": 0.2, "relative": 1.5}, "at most one"),
     ({"threshold": 1.5}, "between 0 and 1"),
     ({"relative": 0.5}, "at least 1"),
     ({"threshold": 0.2, "var": "nonesuch"}, "no variable 'nonesuch'"),
@@ -166,3 +165,78 @@ def test_info_shows_the_seed_spread():
     per_seed = np.stack([u_loss(np.zeros(4)), u_loss(np.full(4, 0.25))], axis=-1)
     assert "±" in describe(make_cube(test_loss=per_seed, seeds=(0, 1)))
 
+
+
+def test_cubes_without_figure_attrs_read_as_error():
+    cube = make_cube(test_err=thumb_err())
+    assert metric_of(cube) == "err" and levels_of(cube) == DEFAULT_LEVELS
+    assert metric_of(loss_cube()) == "loss" and levels_of(loss_cube()) == LOSS_LEVELS
+
+
+@pytest.mark.parametrize("metric,levels,match", [
+    ("loss", None, "needs figure_levels"),
+    ("accuracy", None, "must be one of err, loss"),
+    ("err", (0.2, 1.5), "between 0 and 1"),
+    ("loss", (3.0, -1.0), "must be positive"),
+    ("loss", (), "empty"),
+])
+def test_checked_levels_refuses(metric, levels, match):
+    with pytest.raises(UserError, match=match):
+        checked_levels(metric, levels)
+
+
+def test_checked_levels_defaults_and_loss_levels_above_one():
+    assert checked_levels("err", None) == list(DEFAULT_LEVELS)
+    assert checked_levels("loss", (1, 30)) == [1.0, 30.0]
+
+
+def test_loss_cube_tips_on_test_loss_at_its_levels_in_log_loss():
+    tips = critical_data_size(loss_cube()).sel(seed=0)
+    assert tips.attrs["var"] == "test_loss"
+    np.testing.assert_allclose(tips["level"], LOSS_LEVELS)
+    # Interpolated in log10 loss, the tip of 3 lies at log10 N = 4 (1 - log10(3) / 2) = 3.046; linearly
+    # in the loss it would lie at 3.075.
+    np.testing.assert_allclose(tips["N_c"].sel(level=3.0), 10 ** (4 * (1 - np.log10(3.0) / 2)))
+    np.testing.assert_allclose(tips["N_c"].sel(level=10.0), 100)  # exactly on a grid row
+    assert str(tips["position"].sel(level=30.0).values) == INSIDE  # 31.6 at N = 10, just above
+    # An explicit var and level still override the cube's.
+    assert critical_data_size(loss_cube(), 0.5, var="test_err").attrs["var"] == "test_err"
+
+
+def test_loss_goldilocks_defaults_to_relative_in_log_loss():
+    zone = goldilocks_zone(loss_cube()).sel(seed=0, N=100)
+    assert zone.attrs["criterion"] == "test_loss <= 1.5 x best" and zone.attrs["relative"] == 1.5
+    assert float(zone["cutoff"]) == pytest.approx(15.0)  # best 10 at alpha = 1
+    # log10 loss is 1.125 at log alpha 0.25 and 1.5 at 0.5: the edge where it crosses log10 15.
+    edge = 0.25 + (np.log10(15) - 1.125) / (1.5 - 1.125) * 0.25
+    np.testing.assert_allclose(np.log10([float(zone["alpha_lo"]), float(zone["alpha_hi"])]), [-edge, edge])
+    absolute = goldilocks_zone(loss_cube(), 10.0).sel(seed=0)
+    assert absolute.attrs["criterion"] == "test_loss <= 10"
+    np.testing.assert_allclose([absolute["alpha_lo"].sel(N=100), absolute["alpha_hi"].sel(N=100)], 1.0)
+
+
+def test_error_goldilocks_default_is_the_threshold():
+    cube = make_cube(test_err=thumb_err())
+    default, explicit = goldilocks_zone(cube), goldilocks_zone(cube, threshold=0.2)
+    assert default.attrs["criterion"] == "test_err <= 0.2"
+    np.testing.assert_array_equal(default["w_hi"].values, explicit["w_hi"].values)
+
+
+def test_lu_mismatch_of_a_loss_is_relative():
+    test = u_loss(np.zeros(4))  # w_c at alpha = 1
+    train = test * np.array([0.0, 0.5, 1.0, 1.0])
+    cube = make_cube(test_loss=test, train_loss=train, figure_levels=(1.0,))
+    result = lu_mismatch(cube)
+    np.testing.assert_allclose(result["lu_mismatch"].sel(seed=0), [1.0, 0.5, 0.0, 0.0])
+    assert result.attrs["gap"] == "1 - train_loss / test_loss"
+    assert lu_mismatch(cube, "err").attrs["gap"] == "test_err - train_err"
+
+
+def test_info_reads_a_loss_cube_on_its_loss():
+    text = describe(loss_cube())
+    for heading in ("reduced test loss at the best w", "test_loss  train_loss",
+                    "Goldilocks zone [w_lo, w_hi] where test_loss <= 1.5 x best",
+                    "mean of 1 - train_loss / test_loss", "reaches test_loss <= level"):
+        assert heading in text, heading
+    assert f"{10 ** (4 * (1 - np.log10(3.0) / 2)):.4g}" in text
+    assert "test_err" not in text

@@ -39,6 +39,7 @@ def test_small_teacher_student_grid(tiny_spec, tmp_path, capsys):
     for key in ("task", "data_source", "created", "version_torch", "version_numpy", "version_landscape"):
         assert ds.attrs[key]
     assert ds["test_loss"].attrs["long_name"]
+    assert ds.attrs["figure_metric"] == "err" and ds.attrs["figure_levels"] == [0.1, 0.2, 0.3, 0.4]
     assert run_cli("info", out) == 0
     assert "3/3" not in capsys.readouterr().out  # 6 cells, not 3
     assert run_cli("info", out) == 0 and "6/6 cells finished" in capsys.readouterr().out

@@ -5,7 +5,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
-from matplotlib.colors import to_rgb
+import xarray as xr
+from matplotlib.colors import LogNorm, to_rgb
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -20,7 +21,7 @@ from plots.style import PALETTE
 from plots.thumb import thumb_figure
 from plots.timescales import times_figure
 from tests.conftest import ROOT
-from tests.synthetic import ALPHA, N, dynamics_cube, make_cube, thumb_err
+from tests.synthetic import ALPHA, LOSS_LEVELS, N, dynamics_cube, loss_cube, make_cube, thumb_err, thumb_loss
 
 SHAPE = (len(ALPHA), len(N))
 
@@ -97,6 +98,7 @@ def test_goldilocks_figure():
     assert "N" in ax.get_xlabel() and "w" in ax.get_ylabel()
     legend = fig_legend(fig)
     assert "test err ≤ 0.2" in legend and "test err ≤ 0.4" in legend
+    assert r"$w_c$ (argmin test loss)" in legend  # the errorbar's own label, not its line's
 
 
 def test_figures_use_the_cube_axis_name():
@@ -326,3 +328,56 @@ def test_maps_list_the_boundary_only_when_drawn_and_say_why_not(train_loss, boun
     assert ("no region I/II boundary" in note) != boundary
     if not boundary:
         assert "train loss ≥ 0.5 everywhere" in note
+
+
+def test_thumb_of_a_loss_cube_maps_its_loss_on_a_log_scale():
+    fig = thumb_figure(loss_cube())
+    train, test = fig.axes[:2]
+    assert (train.get_title(), test.get_title()) == ("train loss", "test loss")
+    assert "loss maps" in fig.get_suptitle()
+    for ax in (train, test):
+        assert isinstance(ax.collections[0].norm, LogNorm)
+    assert contour_levels(test) == list(LOSS_LEVELS)
+    assert {"3", "10", "30"} <= {t.get_text() for t in test.texts}
+    stars = [line for line in test.get_lines() if line.get_marker() == "*"]
+    tips = sorted(float(s.get_ydata()[0]) for s in stars)  # 3 and 30 inside; 10 exactly on the N = 100 row
+    np.testing.assert_allclose(tips, sorted(10 ** (4 * (1 - np.log10(np.array(LOSS_LEVELS)) / 2))))
+    assert contour_levels(thumb_figure(loss_cube(), levels=(5.0,)).axes[1]) == [5.0]  # --levels overrides
+
+
+def test_err_thumb_keeps_its_linear_scale():
+    mesh = thumb_figure(thumb_cube()).axes[0].collections[0]
+    assert not isinstance(mesh.norm, LogNorm) and (mesh.norm.vmin, mesh.norm.vmax) == (0, 1)
+
+
+def test_goldilocks_and_lu_of_a_loss_cube():
+    legend = fig_legend(goldilocks_figure(loss_cube()))
+    assert {f"test loss ≤ {lv:g}" for lv in LOSS_LEVELS} <= set(legend)
+    assert "Goldilocks: test loss ≤ 1.5 × best" in fig_legend(lu_figure(loss_cube()))
+    assert "Goldilocks: test loss ≤ 10" in fig_legend(lu_figure(loss_cube(), threshold=10))
+
+
+def test_grokking_of_a_loss_cube_draws_loss_on_log_log_axes():
+    cube = dynamics_cube(status=[1, 1], t_gen=[100.0, 10.0])
+    for split in ("train", "test"):
+        cube[f"{split}_loss_curve"] = cube[f"{split}_err_curve"] + xr.DataArray([100.0, 10.0, 1.0, 0.1], dims="step")
+    cube.attrs.update(figure_metric="loss", figure_levels=[1.0])
+    fig = grokking_figure(cube)
+    curves = [ax for ax in fig.axes if ax.get_ylabel() == "loss"]
+    assert len(curves) == 2 and all(ax.get_yscale() == "log" and ax.get_xscale() == "symlog" for ax in curves)
+    assert any("norm" in ax.get_ylabel() for ax in fig.axes)  # the norm twin axis stays
+    dashed = [line for line in curves[0].get_lines() if line.get_linestyle() == "--"]
+    assert sorted(float(line.get_xdata()[0]) for line in dashed) == [10.0, 100.0]  # t_fit, t_gen
+    legend = fig_legend(fig)
+    assert legend[:2] == ["train loss", "test loss"] and not any(label.startswith("level") for label in legend)
+
+
+def test_cli_plot_loss_cube(tmp_path, capsys):
+    path = save_cube(tmp_path, loss_cube())
+    out = tmp_path / "figs"
+    assert main(["plot", str(path), "--out", str(out), "--levels", "2,50"]) == 0  # loss levels need not be < 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{k}.{ext}" for k in KINDS for ext in ("png", "pdf"))
+    bare = make_cube(test_loss=thumb_loss())
+    bare.attrs["figure_metric"] = "loss"
+    assert main(["plot", str(save_cube(tmp_path / "bare", bare)), "--out", str(tmp_path / "f2")]) == 2
+    assert "needs figure_levels" in capsys.readouterr().err

@@ -197,6 +197,7 @@ def test_tiny_grid_end_to_end(cache, tmp_path, monkeypatch, one_torch_thread):
     assert (ds["status"] == 1).all() and (ds["steps"] == 30).all()
     assert not ds.attrs["batched"] and "vectorizable = False" in ds.attrs["batching"]
     assert "bohr^3" in ds.attrs["data_source"]
+    assert ds.attrs["figure_metric"] == "loss" and ds.attrs["figure_levels"] == [1.0, 3.0, 10.0]
     np.testing.assert_allclose(ds["norm"].values, np.broadcast_to(ds["w"].values[:, None, None], ds["norm"].shape), rtol=1e-5)
     assert set(ds["layer"].values) == {"conv1", "conv2", "head"}
     first, last = ds["train_loss_curve"].isel(step=0), ds["train_loss_curve"].isel(step=-1)

@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.analysis import DEFAULT_LEVELS, checked_levels
 from landscape.data.mnist import load_mnist
 from landscape.errors import UserError
 from landscape.tasks import make_task
+from landscape.tasks.registry import builtin_tasks
 from tests.mnist_files import write_fake_mnist
 
 
@@ -76,3 +78,11 @@ def test_mnist_data_env_variable(tmp_path, monkeypatch):
 def test_mnist_missing_idx_files(tmp_path):
     with pytest.raises(UserError, match="missing"):
         make_task("mnist", {}, data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("name", sorted(builtin_tasks()))
+def test_builtin_figure_metric_and_levels_are_valid(name):
+    """The driver checks them only when a grid starts (grid.prepare_store): here for every task at once."""
+    cls = builtin_tasks()[name]
+    levels = checked_levels(cls.figure_metric, cls.figure_levels)  # raises UserError when invalid
+    assert levels == list(cls.figure_levels or DEFAULT_LEVELS)

@@ -65,6 +65,12 @@ class Task(ABC):
     #: Most torch threads a worker gives one cell of this task (None: all the runner allots). Models
     #: of many tiny ops lose to thread synchronisation on more threads.
     max_threads: ClassVar[int | None] = None
+    #: What the landscape figures and summaries read: "err" (1 - accuracy) or "loss" (the paper's
+    #: choice for regression, where a 0/1 error needs an arbitrary tolerance). The cube records it.
+    figure_metric: ClassVar[str] = "err"
+    #: Contour levels of test_<figure_metric> (thumb, Goldilocks bands, thumb tips). None: the
+    #: error's defaults (landscape.analysis.DEFAULT_LEVELS); a loss task must give its own.
+    figure_levels: ClassVar[tuple[float, ...] | None] = None
 
     def __init__(self, options: Any, data_dir: str | None = None):
         self.options = options
