@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+from landscape.analysis import checked_levels
 from landscape.errors import UserError
 from landscape.tasks.base import Task
 
@@ -134,4 +135,8 @@ def validate_task_class(cls: Any, ref: str) -> type[Task]:
         raise UserError(f"task {ref!r}: {cls.__qualname__}.axis = {cls.axis!r} is not a valid axis name")
     if not dataclasses.is_dataclass(cls.Options):
         raise UserError(f"task {ref!r}: {cls.__qualname__}.Options is not a dataclass")
+    try:
+        checked_levels(cls.figure_metric, cls.figure_levels)
+    except UserError as e:
+        raise UserError(f"task {ref!r}: {cls.__qualname__}: {e}") from None
     return cls
