@@ -9,7 +9,7 @@ from torch import nn
 
 from landscape.data.mnist import MnistArrays, load_mnist, resolve_data_dir
 from landscape.models import mlp
-from landscape.tasks.base import Split, Task, classification_errors, one_hot
+from landscape.tasks.base import Split, Task, classification_errors, one_hot, require_seed
 
 WIDTHS = (784, 200, 200, 10)
 
@@ -18,6 +18,9 @@ WIDTHS = (784, 200, 200, 10)
 class MnistOptions:
     #: Seeds the fixed permutation of the training pool; the set for N is its first N images.
     pool_seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_seed(self, "pool_seed")
 
 
 class Mnist(Task):
