@@ -13,9 +13,11 @@ pending cells are written.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import signal
@@ -29,9 +31,9 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from landscape import cube
+from landscape import cube, limits
 from landscape.batching import Batching, decide
-from landscape.errors import UserError
+from landscape.errors import StoreError, UserError, first_line
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.schema import FIXED_PREFIX
@@ -64,6 +66,8 @@ class RunSummary:
     total: int
     already_done: int
     ran: int
+    #: Finished cells that did not read back as written (cube.verify_cells), recomputed and counted in ``ran``.
+    repaired: int = 0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -230,8 +234,12 @@ class Plan:
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> Plan:
-        return cls(Batching(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
-                   int(attrs["batch_cells"]), int(attrs["batch_plan_jobs"]), str(attrs["batch_plan_device"]))
+        try:
+            return cls(Batching(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
+                       int(attrs["batch_cells"]), int(attrs["batch_plan_jobs"]), str(attrs["batch_plan_device"]))
+        except KeyError as e:
+            raise UserError(f"the cube's batch plan attr {e} is missing; the cube is damaged: recompute it "
+                            "with --overwrite") from None
 
 
 def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int, device: str,
@@ -329,8 +337,6 @@ class _Executor:
             yield from self._loky(calls)
 
     def _loky(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
-        import concurrent.futures
-
         from joblib.externals.loky import get_reusable_executor
 
         # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
@@ -354,8 +360,10 @@ class _Executor:
                 except (KeyboardInterrupt, UserError):
                     raise
                 except Exception as e:
-                    if self.client.status not in ("running", "connecting"):
-                        raise ClusterLost(f"lost the dask cluster ({type(e).__name__}: {e})") from None
+                    # A killed scheduler cancels every future ("scheduler-connection-lost") while
+                    # the client still tries to reconnect.
+                    if isinstance(e, concurrent.futures.CancelledError) or self.client.status != "running":
+                        raise ClusterLost(f"lost the dask cluster ({type(e).__name__}: {first_line(e)})") from None
                     raise
         finally:
             for f in futures:
@@ -365,8 +373,13 @@ class _Executor:
         if self.pool is not None and interrupted:
             self.pool.shutdown(wait=False, kill_workers=True)  # stop training that nobody will write
         if self.client is not None:
+            # Closing a client whose scheduler is gone logs the aborted reconnect, traceback and all.
+            quiet = logging.getLogger("distributed.client")
+            level = quiet.level
+            quiet.setLevel(logging.CRITICAL)
             with contextlib.suppress(Exception):
                 self.client.close()
+            quiet.setLevel(level)
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
@@ -422,6 +435,7 @@ def run_grid(
     # A GPU: one worker feeding it big batches; on CPU all cores by default.
     jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
     the_task.check_axis(spec.axis_values)
+    limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
     check_writable(out)
     steps_of = schedules(spec, the_task)
 
@@ -440,7 +454,9 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     # With dask, the plan's job count is the cluster's: it decides batch sizes, so resumes reuse it.
     plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of)
     stored = cube.open_cube(out)
-    status = stored["status"].transpose(*spec.cell_dims).values
+    status, damage = cube.verify_cells(stored, out)  # status over spec.cell_dims, the store's dims
+    for d in damage:  # a damaged cell is pending again: rewritten whole, with its batch-mates' help
+        status[d.index] = STATUS_PENDING
     cells = all_cells(spec, list(stored["w"].values), status.shape)
     pending = {c.index for c in cells if status[c.index] == STATUS_PENDING}
     already_done = status.size - len(pending)
@@ -473,10 +489,12 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
                     os.kill(os.getpid(), stop_after[1])
     except KeyboardInterrupt:
         raise Interrupted(out, total - len(pending), total) from None
+    except (StoreError, ClusterLost) as e:
+        raise type(e)(f"{e}; {total - len(pending)}/{total} cells are stored, rerun the same command to resume") from None
     finally:
         channel.close()
         bar.close()
-    return RunSummary(total=total, already_done=already_done, ran=ran)
+    return RunSummary(total=total, already_done=already_done, ran=ran, repaired=len(damage))
 
 
 def _task_ref(spec: Spec) -> str | type[Task]:
