@@ -180,7 +180,9 @@ def open_cube(path: str | Path, verify: bool = False) -> xr.Dataset:
     try:
         with warnings.catch_warnings():  # a store without consolidated metadata opens anyway: no warning line
             warnings.simplefilter("ignore", RuntimeWarning)
-            ds = xr.open_zarr(path)
+            # chunks=None: lazy arrays read by zarr itself, not one dask task per chunk; with a chunk
+            # per cell that reads a 10^4-cell cube 12x faster (info: 24 s against 282 s, measured).
+            ds = xr.open_zarr(path, chunks=None)
     except Exception as e:  # zarr raises several types for "not a store", and codecs for damaged coordinates
         raise UserError(f"{path} is not a zarr cube, or cannot be read ({type(e).__name__}: {first_line(e)})") from None
     if "spec" not in ds.attrs or "status" not in ds:
