@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,13 +342,11 @@ class _Executor:
 
         # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
         self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60)
+        # Left-over futures are not cancelled here: close() kills the workers, and loky's manager then
+        # fails them itself (cancelling them first makes its thread print an InvalidStateError traceback).
         futures = [self.pool.submit(run_batch, *call) for call in calls]
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                yield future.result()
-        finally:
-            for f in futures:
-                f.cancel()
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
 
     def _dask(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
         from distributed import as_completed
@@ -371,6 +370,7 @@ class _Executor:
 
     def close(self, interrupted: bool) -> None:
         if self.pool is not None and interrupted:
+            quiet_threads()  # loky's manager thread can trip over a shutdown mid-queue (KeyError, InvalidStateError)
             self.pool.shutdown(wait=False, kill_workers=True)  # stop training that nobody will write
         if self.client is not None:
             # Closing a client whose scheduler is gone logs the aborted reconnect, traceback and all.
@@ -383,6 +383,12 @@ class _Executor:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
+
+
+def quiet_threads() -> None:
+    """From now on, drop the tracebacks of background threads (loky's manager, the progress reader)
+    that die in the teardown after an interrupt or a failure: they would bury the one line that matters."""
+    threading.excepthook = lambda args: None
 
 
 def as_spec(spec: Spec | Mapping[str, Any] | str | Path, overrides: list[str] | tuple[str, ...] = (),
@@ -480,14 +486,15 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
             for cell, result in batch:
                 if cell.index not in pending:
                     continue  # a batch-mate written before: trained again only to keep the batch whole
-                with deferred_interrupt():
+                with deferred_interrupt():  # a Ctrl-C held here is raised after the cell counts as stored
                     cube.write_cell(out, spec.cell_dims, cell.index, result, evals, spec.eval.level)
-                pending.discard(cell.index)
+                    pending.discard(cell.index)
                 ran += 1
                 bar.cell_written()
                 if stop_after and ran == stop_after[0]:
                     os.kill(os.getpid(), stop_after[1])
     except KeyboardInterrupt:
+        quiet_threads()
         raise Interrupted(out, total - len(pending), total) from None
     except (StoreError, ClusterLost) as e:
         raise type(e)(f"{e}; {total - len(pending)}/{total} cells are stored, rerun the same command to resume") from None
