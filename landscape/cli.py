@@ -1,11 +1,17 @@
-"""``landscape`` command line. Exit codes: 0 ok, 2 bad input (one line on stderr), 1 unexpected failure."""
+"""``landscape`` command line. Exit codes: 0 ok; 2 bad input (one line on stderr); 1 a failure of the
+machine (a full disk, a read-only filesystem) or of the engine, also in one line (LANDSCAPE_DEBUG=1
+shows the traceback); 130 interrupted; 141 output pipe closed (``landscape info cube | head``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
-from landscape.errors import UserError
+from landscape.errors import StoreError, UserError, first_line
+
+#: Set to 1 to get the traceback of an unexpected error instead of its one-line summary.
+DEBUG_ENV = "LANDSCAPE_DEBUG"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,10 +99,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"interrupted before the cube was ready; nothing was stored in {args.out}", file=sys.stderr)
+        print(f"interrupted before any cell was computed in {args.out}; rerun the same command to start", file=sys.stderr)
         return 130
+    repaired = f", {summary.repaired} damaged cells recomputed" if summary.repaired else ""
     print(f"{args.out}: {summary.already_done + summary.ran}/{summary.total} cells done "
-          f"({summary.ran} computed now, {summary.already_done} already there)")
+          f"({summary.ran} computed now{repaired}, {summary.already_done} already there)")
     return 0
 
 
@@ -104,16 +111,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     from landscape.info import describe
     from landscape.cube import open_cube
 
-    print(describe(open_cube(args.cube)))
+    print(describe(open_cube(args.cube, verify=True)))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from landscape.cube import open_cube
+    from landscape.schema import STATUS_DONE
     from plots.render import render
 
-    landscape = open_cube(args.landscape) if args.landscape else None
-    paths = render(open_cube(args.cube), args.out, kinds=args.kind, levels=args.levels,
+    cube = open_cube(args.cube, verify=True)
+    done = int((cube["status"].values == STATUS_DONE).sum())
+    if not done:  # every cell pending or diverged: no finite value to draw
+        raise UserError(f"{args.cube} has no finished cell to draw ({cube['status'].size} cells, none done; "
+                        "diverged cells have no values)")
+    landscape = open_cube(args.landscape, verify=True) if args.landscape else None
+    paths = render(cube, args.out, kinds=args.kind, levels=args.levels,
                    smooth=args.smooth, values=args.values, landscape=landscape)
     print("\n".join(str(p) for p in paths))
     return 0
@@ -125,7 +138,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 
     if len(args.start) != 2:
         raise UserError(f"--start expects W,M (two numbers), got {len(args.start)}")
-    cube = open_cube(args.cube)
+    cube = open_cube(args.cube, verify=True)
     landscape = ReducedLandscape.from_cube(cube, args.smooth)
     sweep, paths = gamma_sweep(landscape, tuple(args.start), args.gamma, args.eta_d, args.eta_r, args.level, args.t_max)
     print(describe(landscape, sweep, paths))
@@ -143,7 +156,7 @@ def cmd_boundaries(args: argparse.Namespace) -> int:
     from plots.style import save
 
     level = DEFAULT_BOUNDARY if args.level is None else args.level
-    fig = boundaries_figure([open_cube(c) for c in args.cubes], level, args.smooth)
+    fig = boundaries_figure([open_cube(c, verify=True) for c in args.cubes], level, args.smooth)
     print("\n".join(str(p) for p in save(fig, args.out, "boundaries")))
     return 0
 
@@ -156,11 +169,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         args = parser.parse_args(argv)
-        return {"grid": cmd_grid, "info": cmd_info, "plot": cmd_plot, "trajectory": cmd_trajectory,
+        code = {"grid": cmd_grid, "info": cmd_info, "plot": cmd_plot, "trajectory": cmd_trajectory,
                 "boundaries": cmd_boundaries}[args.command](args)
+        sys.stdout.flush()  # here, so a closed pipe is caught below, not at the interpreter's exit
+        return code
     except UserError as e:
-        print(f"landscape: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(f"error: {e}", 2)
+    except StoreError as e:
+        return _fail(f"error: {e}", 1)
+    except BrokenPipeError:
+        # The reader of our output left (`| head`): stop quietly; point stdout at /dev/null so the
+        # interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except OSError as e:
+        return _fail(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), 1)
+    except Exception as e:  # the last resort: never a traceback unless asked for
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        return _fail(f"internal error: {type(e).__name__}: {first_line(e)} ({DEBUG_ENV}=1 shows the traceback)", 1)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"landscape: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,24 +1,35 @@
 """The cube: one xarray Dataset in zarr holding every cell of a grid. It is the contract with plots.
 
-Dims ``w``, the task's axis (``N``, ``m``, ...), ``seed`` and ``step``. The store is created in
-full as a template (status 0 everywhere), then the driver, the only writer, fills one cell at a
-time into its own chunks, status last, so an interrupted run never leaves a half-written cell
-marked done. zarr writes each chunk atomically (temp file + rename).
+Dims ``w``, the task's axis (``N``, ``m``, ...), ``seed`` and ``step``. The store is created as
+metadata only: no chunk is written, and zarr reads an absent chunk as its fill value (NaN for
+floats, 0 for integers, so status 0 = pending), which keeps creation at a fraction of a second
+whatever the grid's size. The driver, the only writer, then fills one cell at a time into its own
+chunks: the values with their ``checksum`` (crc32 of the cell's values), then status, the commit
+mark, so an interrupted run never leaves a half-written cell marked done. ``verify`` reads the
+finished cells back against their checksums: a resumed grid recomputes the damaged ones, and the
+readers (``open_cube(..., verify=True)``) refuse a damaged cube in one line.
 """
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
 import json
+import math
+import os
 import shutil
+import warnings
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+import dask.array as da
+import numcodecs
 import numpy as np
 import xarray as xr
 
 from landscape.dynamics import first_reach
-from landscape.errors import UserError
+from landscape.errors import StoreError, UserError, first_line
 from landscape.schema import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING
 
 if TYPE_CHECKING:  # the cube is read by torch-free code (plots, info); only the writer sees a CellResult
@@ -37,6 +48,7 @@ _VAR_ATTRS: dict[str, dict[str, str]] = {
     "t_gen": {"long_name": "first eval step with test accuracy >= eval level (NaN: never)", "units": "steps"},
     "fit_reached": {"long_name": "train accuracy reached the eval level", "flag_values": "0 1"},
     "gen_reached": {"long_name": "test accuracy reached the eval level", "flag_values": "0 1"},
+    "checksum": {"long_name": "crc32 of the cell's values as written (landscape.cube.checksums); 0 while pending"},
 }
 VERSIONED = ("landscape", "torch", "numpy", "xarray", "zarr")
 
@@ -71,21 +83,26 @@ def template(
     """
     extra_curves, extra_values = extra_curves or {}, extra_values or {}
     shape = tuple(len(coords[d]) for d in dims)
-    nan = np.full(shape, np.nan)
-    data: dict[str, Any] = {m: (dims, nan.copy()) for m in METRICS}
-    data["norm"] = (dims, nan.copy())
-    data["seconds"] = (dims, nan.copy())
-    data["steps"] = (dims, np.zeros(shape, dtype=np.int64))
-    data["status"] = (dims, np.full(shape, STATUS_PENDING, dtype=np.int8))
+
+    def pending(extra: tuple[int, ...] = (), dtype: Any = float) -> Any:
+        """An unwritten variable: a lazy constant, so creating the cube writes none of its chunks."""
+        return da.full(shape + extra, np.nan if dtype is float else 0, dtype=dtype, chunks=-1)
+
+    data: dict[str, Any] = {m: (dims, pending()) for m in METRICS}
+    data["norm"] = (dims, pending())
+    data["seconds"] = (dims, pending())
+    data["steps"] = (dims, pending(dtype=np.int64))
+    data["status"] = (dims, pending(dtype=np.int8))
     for name in ("t_fit", "t_gen"):
-        data[name] = (dims, nan.copy())
+        data[name] = (dims, pending())
     for name in ("fit_reached", "gen_reached"):
-        data[name] = (dims, np.zeros(shape, dtype=np.int8))
+        data[name] = (dims, pending(dtype=np.int8))
     for m in (*CURVES, *extra_curves):
-        data[f"{m}_curve"] = (dims + ("step",), np.full(shape + (len(steps),), np.nan))
-    data["layer_norm_curve"] = (dims + ("layer", "step"), np.full(shape + (len(layers), len(steps)), np.nan))
+        data[f"{m}_curve"] = (dims + ("step",), pending((len(steps),)))
+    data["layer_norm_curve"] = (dims + ("layer", "step"), pending((len(layers), len(steps))))
     for name in extra_values:
-        data[name] = (dims, nan.copy())
+        data[name] = (dims, pending())
+    data["checksum"] = (dims, pending(dtype=np.int64))
     w = np.asarray(coords["w"], dtype=float)
     coord_vars = {d: (d, np.asarray(coords[d]), _AXIS_ATTRS.get(d, {})) for d in dims}
     coord_vars["w"] = ("w", w, {"long_name": "global parameter norm ‖θ‖₂ (initial norm when unconstrained)", "units": "1"})
@@ -127,37 +144,274 @@ def standard_attrs(task: str, spec_json: str, data_source: str) -> dict[str, Any
 
 
 def create(path: str | Path, ds: xr.Dataset, overwrite: bool = False) -> None:
+    """Write the template ``ds`` as a store of metadata and coordinates; its variables' chunks are
+    left unwritten (they read as fill values until ``write_cell``)."""
     path = Path(path)
-    if overwrite and path.exists():
-        shutil.rmtree(path)
     # One chunk per cell (all its steps and layers together): each cell's write touches only its own chunks.
     chunks = {name: {"chunks": tuple(ds.sizes[d] if d in ("step", "layer") else 1 for d in ds[name].dims)}
               for name in ds.data_vars}
     # Write to a temporary name first, so a crash mid-creation never leaves a half-made cube.
     tmp = path.with_name(path.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    # zarr format 2 with consolidated metadata: readable by zarr 2.x and 3.x and by other tools.
-    ds.to_zarr(tmp, mode="w-", encoding=chunks, consolidated=True, zarr_format=2)
-    tmp.rename(path)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        # zarr format 2 with consolidated metadata: readable by zarr 2.x and 3.x and by other tools.
+        # compute=False: only metadata and coordinates are written, never the (lazy) variables.
+        ds.to_zarr(tmp, mode="w-", encoding=chunks, consolidated=True, zarr_format=2, compute=False)
+        if overwrite and path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
 
 
-def open_cube(path: str | Path) -> xr.Dataset:
-    """Open a cube lazily; a path that is not a landscape cube is a UserError."""
+#: Attrs every reader needs; a cube without one of them is damaged.
+REQUIRED_ATTRS = ("task", "spec", "w0", "axis", "data_source", "created")
+
+
+def open_cube(path: str | Path, verify: bool = False) -> xr.Dataset:
+    """Open a cube lazily; a path that is not a landscape cube, or whose attrs or coordinates are
+    damaged, is a UserError. ``verify``: also read back every finished cell (``verify``) and refuse
+    a damaged cube, naming the first damaged variable and cell."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist")
     try:
-        ds = xr.open_zarr(path)
-    except Exception as e:  # zarr raises several types for "not a store"
-        raise UserError(f"{path} is not a zarr cube ({type(e).__name__})") from None
+        with warnings.catch_warnings():  # a store without consolidated metadata opens anyway: no warning line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            # chunks=None: lazy arrays read by zarr itself, not one dask task per chunk; with a chunk
+            # per cell that reads a 10^4-cell cube 12x faster (info: 24 s against 282 s, measured).
+            ds = xr.open_zarr(path, chunks=None)
+    except Exception as e:  # zarr raises several types for "not a store", and codecs for damaged coordinates
+        raise UserError(f"{path} is not a zarr cube, or cannot be read ({type(e).__name__}: {first_line(e)})") from None
     if "spec" not in ds.attrs or "status" not in ds:
         raise UserError(f"{path} is a zarr store but not a landscape cube (no spec/status)")
+    _check_attrs(path, ds)
+    if verify:
+        damage = verify_cells(ds, path)[1]
+        if damage:
+            raise UserError(describe_damage(path, ds, damage) + "; rerun `landscape grid` with the same spec to repair")
     return ds
+
+
+def _check_attrs(path: Path, ds: xr.Dataset) -> None:
+    def damaged(what: str) -> UserError:
+        return UserError(f"{path}: {what}; the cube is damaged: recompute it with `landscape grid ... --overwrite`")
+
+    for name in REQUIRED_ATTRS:
+        if name not in ds.attrs:
+            raise damaged(f"attr {name!r} is missing")
+    try:
+        spec = json.loads(ds.attrs["spec"])
+    except (TypeError, ValueError) as e:
+        raise damaged(f"attr 'spec' is not valid JSON ({first_line(e)})") from None
+    if not isinstance(spec, dict):
+        raise damaged("attr 'spec' is not a JSON table")
+    try:
+        w0 = float(ds.attrs["w0"])
+    except (TypeError, ValueError):
+        w0 = math.nan
+    if not (math.isfinite(w0) and w0 > 0):
+        raise damaged(f"attr 'w0' = {ds.attrs['w0']!r} is not a positive number")
+    if ds.attrs["axis"] not in ds["status"].dims:
+        raise damaged(f"attr 'axis' = {ds.attrs['axis']!r} is not a dimension of the cube")
+    axes = spec.get("axes")
+    if isinstance(axes, dict):  # the coordinates are the spec's axes (w from alpha by w0)
+        for name, values in axes.items():
+            coord = "w" if name == "alpha" else name
+            if coord not in ds.coords:
+                raise damaged(f"coordinate {coord!r} is missing")
+            stored = ds[coord].values / w0 if name == "alpha" else ds[coord].values
+            if not _same_values(stored, values):
+                raise damaged(f"coordinate {coord!r} does not match the spec's axes.{name}")
+
+
+def _same_values(stored: np.ndarray, given: list[Any]) -> bool:
+    if len(stored) != len(given):
+        return False
+    try:
+        return bool(np.allclose(np.asarray(stored, dtype=float), np.asarray(given, dtype=float), rtol=1e-9, atol=0))
+    except (TypeError, ValueError):
+        return [str(v) for v in stored] == [str(v) for v in given]
 
 
 def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
     return json.loads(ds.attrs["spec"])
+
+
+#: Variables the checksum does not cover: status is the commit mark written after it.
+_UNCHECKED = ("status", "checksum")
+
+
+def checksums(values: Mapping[str, np.ndarray], cell_ndim: int) -> np.ndarray:
+    """crc32 of each cell's values: the variables in name order, each cell's block as float64 bytes
+    (NaN canonical); ``values`` maps names to arrays whose first ``cell_ndim`` axes are the cells."""
+    names = sorted(n for n in values if n not in _UNCHECKED)
+    cells = math.prod(next(iter(values.values())).shape[:cell_ndim]) if values else 0
+    rows = np.concatenate([np.asarray(values[n], dtype=np.float64).reshape(cells, -1) for n in names], axis=1)
+    rows[np.isnan(rows)] = np.nan  # one NaN bit pattern, however the value was produced
+    return np.array([zlib.crc32(row.tobytes()) for row in rows], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A finished cell that does not read back as written."""
+
+    index: tuple[int, ...]  # along the status dims
+    variable: str | None  # None: which value differs is unknown (all chunks read, the checksum differs)
+    reason: str
+
+
+def verify_cells(ds: xr.Dataset, path: str | Path) -> tuple[np.ndarray, list[Damage]]:
+    """Read every finished cell back: the status of each cell (an unreadable status reads as
+    pending) and the damage found, at most one entry per cell, in cell order.
+
+    A cube of this module's own layout (zarr 2, one chunk per cell and variable) is read chunk by
+    chunk, straight from its files: only the cells whose status chunk exists, which keeps a resume of
+    a large, mostly pending grid instant. Its cells also carry a ``checksum`` and have every chunk
+    written, so a deleted chunk is damage, and so are values that differ from what was written.
+    Any other cube is read a variable at a time, down to single cells only where decoding fails.
+    """
+    path = Path(path)
+    dims = ds["status"].dims
+    names = [n for n in ds.data_vars if ds[n].dims[: len(dims)] == dims and n != "status"]
+    chunks = {n: _CellChunks.of(path, n, len(dims)) for n in ("status", *names)}
+    if any(c is None for c in chunks.values()):
+        return _verify_whole(ds, names)
+    status = np.zeros(ds["status"].shape, dtype=np.int8)
+    found: dict[tuple[int, ...], Damage] = {}
+    for index in chunks["status"].written(status.shape):
+        value = chunks["status"].read(index)
+        if isinstance(value, str):
+            found[index] = Damage(index, "status", value)
+        else:
+            status[index] = value.reshape(())
+    finished = [tuple(int(k) for k in i) for i in np.argwhere(status != STATUS_PENDING)]
+    strict = "checksum" in names  # cubes made before checksums may lack chunks that held only fill values
+    values = {n: np.full((len(finished), *ds[n].shape[len(dims):]), np.nan) for n in names}
+    for k, index in enumerate(finished):
+        for name in names:
+            value = chunks[name].read(index, missing_ok=not strict)
+            if isinstance(value, str):
+                found.setdefault(index, Damage(index, name, value))
+            elif value is not None:
+                values[name][k] = value.reshape(values[name].shape[1:])
+    if strict and finished:
+        differs = checksums(values, 1) != values["checksum"].astype(np.int64)
+        for k in np.flatnonzero(differs):
+            found.setdefault(finished[k], Damage(finished[k], None, "values do not match its checksum"))
+    return status, [found[i] for i in sorted(found)]
+
+
+class _CellChunks:
+    """The chunk files of one variable in this module's layout (zarr 2, one chunk per cell), read
+    directly: zarr's own reader costs ~0.4 ms a chunk, these ~0.05 ms (measured, 10^4 chunks)."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any], cell_ndim: int):
+        self.folder, self.cell_ndim = folder, cell_ndim
+        self.dtype = np.dtype(meta["dtype"])
+        self.shape = tuple(meta["chunks"])
+        self.separator = meta.get("dimension_separator", ".")
+        self.codecs = [numcodecs.get_codec(c) for c in meta.get("filters") or []]
+        if meta.get("compressor"):
+            self.codecs.append(numcodecs.get_codec(meta["compressor"]))
+        self.keys = {k for k in os.listdir(folder) if not k.startswith(".")}
+
+    @classmethod
+    def of(cls, path: Path, name: str, cell_ndim: int) -> _CellChunks | None:
+        try:
+            meta = json.loads((path / name / ".zarray").read_text())
+        except (OSError, ValueError):
+            return None  # not a zarr-2 array
+        if meta.get("order", "C") != "C" or any(c != 1 for c in meta["chunks"][:cell_ndim]) \
+                or any(c != n for c, n in zip(meta["chunks"][cell_ndim:], meta["shape"][cell_ndim:])):
+            return None  # not one chunk per cell
+        return cls(path / name, meta, cell_ndim)
+
+    def key(self, index: tuple[int, ...]) -> str:
+        return self.separator.join(map(str, index + (0,) * (len(self.shape) - self.cell_ndim)))
+
+    def written(self, cell_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The cells whose chunk exists."""
+        cells = []
+        for key in self.keys:
+            parts = key.split(self.separator)
+            if len(parts) == len(self.shape) and all(p.isdigit() for p in parts):
+                index = tuple(int(p) for p in parts[: self.cell_ndim])
+                if all(i < n for i, n in zip(index, cell_shape)):
+                    cells.append(index)
+        return sorted(cells)
+
+    def read(self, index: tuple[int, ...], missing_ok: bool = False) -> np.ndarray | str | None:
+        """A cell's chunk, or why it cannot be read; None for a missing chunk when ``missing_ok``."""
+        key = self.key(index)
+        if key not in self.keys:
+            return None if missing_ok else "missing chunk"
+        try:
+            raw: Any = (self.folder / key).read_bytes()
+            if not raw:
+                return "empty chunk"
+            for codec in reversed(self.codecs):
+                raw = codec.decode(raw)
+            return np.frombuffer(raw, dtype=self.dtype).reshape(self.shape)
+        except Exception:  # an OSError, or whatever a codec raises on damaged bytes
+            return "unreadable chunk"
+
+
+def _verify_whole(ds: xr.Dataset, names: list[str]) -> tuple[np.ndarray, list[Damage]]:
+    """verify_cells for a cube of another layout: whole variables, cells only where decoding fails."""
+    status, bad = _read(ds, "status", None)
+    found: dict[tuple[int, ...], Damage] = {i: Damage(i, "status", "unreadable chunk") for i in bad}
+    for i in bad:
+        status[i] = STATUS_PENDING
+    finished = status != STATUS_PENDING
+    for name in names:
+        bad = _read(ds, name, finished)[1]
+        for i in bad:
+            found.setdefault(i, Damage(i, name, "unreadable chunk"))
+    return status, [found[i] for i in sorted(found)]
+
+
+def _read(ds: xr.Dataset, name: str, wanted: np.ndarray | None) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """A variable's values, and the cells (among ``wanted``, None: all) whose chunks fail to decode."""
+    var = ds[name]
+    try:
+        return np.array(var.values), []
+    except Exception:  # whatever the codec raises on damaged bytes: find the bad chunks
+        pass
+    cell_shape = ds["status"].shape
+    fill = np.nan if np.issubdtype(var.dtype, np.floating) else 0
+    out = np.full(var.shape, fill, dtype=var.dtype)
+    bad = []
+    for first in range(cell_shape[0]):
+        try:
+            out[first] = var[first].values
+            continue
+        except Exception:
+            pass
+        for rest in np.ndindex(cell_shape[1:]):
+            i = (first, *rest)
+            if wanted is not None and not wanted[i]:
+                continue
+            try:
+                out[i] = var[i].values
+            except Exception:
+                bad.append(i)
+    return out, bad
+
+
+def describe_damage(path: str | Path, ds: xr.Dataset, damage: list[Damage]) -> str:
+    """One line: the first damaged variable and cell, and how many more cells."""
+    first = damage[0]
+    where = ", ".join(f"{d}={_show(ds[d].values[i])}" for d, i in zip(ds["status"].dims, first.index))
+    what = f"{first.variable} of cell {where}" if first.variable else f"cell {where}"
+    more = f" and {len(damage) - 1} more cell{'s' if len(damage) > 2 else ''}" if len(damage) > 1 else ""
+    return f"{path}: {what} is damaged ({first.reason}){more}"
+
+
+def _show(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
 def write_cell(
@@ -193,6 +447,14 @@ def write_cell(
         t = first_reach(result.eval_steps, err, level)
         cell[f"t_{name}"] = (dims, np.full(one, t))
         cell[f"{name}_reached"] = (dims, np.full(one, np.isfinite(t), dtype=np.int8))
-    xr.Dataset(cell).to_zarr(path, region=region, consolidated=False)
+    if (Path(path) / "checksum").is_dir():  # cubes made before checksums existed have none
+        cell["checksum"] = (dims, checksums({n: v for n, (_, v) in cell.items()}, len(dims)).reshape(one))
     status = STATUS_DONE if done else STATUS_DIVERGED
-    xr.Dataset({"status": (dims, np.full(one, status, dtype=np.int8))}).to_zarr(path, region=region, consolidated=False)
+    # write_empty_chunks: a chunk equal to the fill value (a diverged cell's NaN) is written too, so
+    # that every finished cell has all its chunks and a missing one is damage.
+    try:
+        xr.Dataset(cell).to_zarr(path, region=region, consolidated=False, write_empty_chunks=True)
+        xr.Dataset({"status": (dims, np.full(one, status, dtype=np.int8))}).to_zarr(
+            path, region=region, consolidated=False, write_empty_chunks=True)
+    except OSError as e:
+        raise StoreError(f"cannot write to {path}: {e.strerror or e}") from None

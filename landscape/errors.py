@@ -1,5 +1,14 @@
-"""The one exception type that means "the user asked for something impossible"."""
+"""The exception types the command line turns into one line instead of a traceback."""
 
 
 class UserError(Exception):
     """Bad input: the CLI prints the message on one line and exits with status 2."""
+
+
+class StoreError(Exception):
+    """The cube could not be written (a full disk, a read-only filesystem): one line, exit status 1."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line, for a one-line report."""
+    return (str(e).strip().splitlines() or [""])[0]

@@ -13,14 +13,17 @@ pending cells are written.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import signal
 import sys
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +32,10 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from landscape import cube
+from landscape import cube, limits
 from landscape.analysis import checked_levels
 from landscape.batching import Batching, decide
-from landscape.errors import UserError
+from landscape.errors import StoreError, UserError, first_line
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.schema import FIXED_PREFIX
@@ -70,6 +73,8 @@ class RunSummary:
     total: int
     already_done: int
     ran: int
+    #: Finished cells that did not read back as written (cube.verify_cells), recomputed and counted in ``ran``.
+    repaired: int = 0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -237,8 +242,12 @@ class Plan:
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> Plan:
-        return cls(Batching(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
-                   int(attrs["batch_cells"]), int(attrs["batch_plan_jobs"]), str(attrs["batch_plan_device"]))
+        try:
+            return cls(Batching(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
+                       int(attrs["batch_cells"]), int(attrs["batch_plan_jobs"]), str(attrs["batch_plan_device"]))
+        except KeyError as e:
+            raise UserError(f"the cube's batch plan attr {e} is missing; the cube is damaged: recompute it "
+                            "with --overwrite") from None
 
 
 def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int, device: str,
@@ -337,19 +346,15 @@ class _Executor:
             yield from self._loky(calls)
 
     def _loky(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
-        import concurrent.futures
-
         from joblib.externals.loky import get_reusable_executor
 
         # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
         self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60)
+        # Left-over futures are not cancelled here: close() kills the workers, and loky's manager then
+        # fails them itself (cancelling them first makes its thread print an InvalidStateError traceback).
         futures = [self.pool.submit(run_batch, *call) for call in calls]
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                yield future.result()
-        finally:
-            for f in futures:
-                f.cancel()
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
 
     def _dask(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
         from distributed import as_completed
@@ -362,8 +367,10 @@ class _Executor:
                 except (KeyboardInterrupt, UserError):
                     raise
                 except Exception as e:
-                    if self.client.status not in ("running", "connecting"):
-                        raise ClusterLost(f"lost the dask cluster ({type(e).__name__}: {e})") from None
+                    # A killed scheduler cancels every future ("scheduler-connection-lost") while
+                    # the client still tries to reconnect.
+                    if isinstance(e, concurrent.futures.CancelledError) or self.client.status != "running":
+                        raise ClusterLost(f"lost the dask cluster ({type(e).__name__}: {first_line(e)})") from None
                     raise
         finally:
             for f in futures:
@@ -371,13 +378,25 @@ class _Executor:
 
     def close(self, interrupted: bool) -> None:
         if self.pool is not None and interrupted:
+            quiet_threads()  # loky's manager thread can trip over a shutdown mid-queue (KeyError, InvalidStateError)
             self.pool.shutdown(wait=False, kill_workers=True)  # stop training that nobody will write
         if self.client is not None:
+            # Closing a client whose scheduler is gone logs the aborted reconnect, traceback and all.
+            quiet = logging.getLogger("distributed.client")
+            level = quiet.level
+            quiet.setLevel(logging.CRITICAL)
             with contextlib.suppress(Exception):
                 self.client.close()
+            quiet.setLevel(level)
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
+
+
+def quiet_threads() -> None:
+    """From now on, drop the tracebacks of background threads (loky's manager, the progress reader)
+    that die in the teardown after an interrupt or a failure: they would bury the one line that matters."""
+    threading.excepthook = lambda args: None
 
 
 def as_spec(spec: Spec | Mapping[str, Any] | str | Path, overrides: list[str] | tuple[str, ...] = (),
@@ -434,6 +453,7 @@ def run_grid(
     # A GPU: one worker feeding it big batches; on CPU all cores by default.
     jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
     the_task.check_axis(spec.axis_values)
+    limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
     check_writable(out)
     steps_of = schedules(spec, the_task)
 
@@ -453,7 +473,9 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     # With dask, the plan's job count is the cluster's: it decides batch sizes, so resumes reuse it.
     plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of)
     stored = cube.open_cube(out)
-    status = stored["status"].transpose(*spec.cell_dims).values
+    status, damage = cube.verify_cells(stored, out)  # status over spec.cell_dims, the store's dims
+    for d in damage:  # a damaged cell is pending again: rewritten whole, with its batch-mates' help
+        status[d.index] = STATUS_PENDING
     cells = all_cells(spec, list(stored["w"].values), status.shape)
     pending = {c.index for c in cells if status[c.index] == STATUS_PENDING}
     already_done = status.size - len(pending)
@@ -473,19 +495,22 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
             for cell, result in batch:
                 if cell.index not in pending:
                     continue  # a batch-mate written before: trained again only to keep the batch whole
-                with deferred_interrupt():
+                with deferred_interrupt():  # a Ctrl-C held here is raised after the cell counts as stored
                     cube.write_cell(out, spec.cell_dims, cell.index, result, evals, spec.eval.level)
-                pending.discard(cell.index)
+                    pending.discard(cell.index)
                 ran += 1
                 bar.cell_written()
                 if stop_after and ran == stop_after[0]:
                     os.kill(os.getpid(), stop_after[1])
     except KeyboardInterrupt:
+        quiet_threads()
         raise Interrupted(out, total - len(pending), total) from None
+    except (StoreError, ClusterLost) as e:
+        raise type(e)(f"{e}; {total - len(pending)}/{total} cells are stored, rerun the same command to resume") from None
     finally:
         channel.close()
         bar.close()
-    return RunSummary(total=total, already_done=already_done, ran=ran)
+    return RunSummary(total=total, already_done=already_done, ran=ran, repaired=len(damage))
 
 
 def _task_ref(spec: Spec) -> str | type[Task]:

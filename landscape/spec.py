@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ import numpy as np
 from landscape.dtypes import DTYPES
 from landscape.errors import UserError
 from landscape.tasks import Task, make_task
-from landscape.tasks.base import parse_options
+from landscape.tasks.base import SEED_LIMIT, check_finite, parse_options
 from landscape.tasks.registry import reference, resolve_task
 
+#: Most cells of one grid. Each cell owns one chunk file per variable (~20), so 10^5 cells make a
+#: cube of ~2 million files, which reading back for verification or a plot already takes minutes.
+MAX_CELLS = 100_000
 SECTIONS = ("task", "task_options", "axes", "train", "eval")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 #: Axes that sweep a training setting (dynamics runs); each maps to the [train] field it overrides.
@@ -224,12 +228,19 @@ def resolve(raw: dict[str, Any]) -> Spec:
     axis_values = _axis_values(cls.axis, axes.pop(cls.axis))
     seeds = _axis_values("seed", axes.pop("seed", [0]))
     for s in seeds:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-            raise UserError(f"axes.seed: {s!r} is not a non-negative integer")
+        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < SEED_LIMIT:
+            raise UserError(f"axes.seed: {s!r} is not an integer in [0, 2**32)")
     train_axes = {k: [float(v) for v in _axis_values(k, axes.pop(k), numeric=True)] for k in TRAIN_AXES if k in axes}
     if axes:
         known = ", ".join(["alpha or w", cls.axis, *TRAIN_AXES, "seed"])
         raise UserError(f"unknown axis {sorted(axes)[0]!r} (known: {known})")
+
+    sizes = {norm_axis: len(norm_values), cls.axis: len(axis_values), **{k: len(v) for k, v in train_axes.items()},
+             "seed": len(seeds)}
+    if math.prod(sizes.values()) > MAX_CELLS:
+        shape = " x ".join(f"{n:,} {k}" for k, n in sizes.items())
+        raise UserError(f"the grid has {math.prod(sizes.values()):,} cells ({shape}), more than the limit of "
+                        f"{MAX_CELLS:,} (each cell is ~20 files of the cube); split it into several cubes")
 
     train = parse_options(TrainConfig, _table(raw, "train"), "train")
     evalc = parse_options(EvalConfig, _table(raw, "eval"), "eval")
@@ -264,18 +275,27 @@ def _axis_values(name: str, value: Any, numeric: bool = False) -> list:
         if not (isinstance(args, list) and len(args) == 3 and isinstance(args[2], int) and args[2] >= 0
                 and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
             raise UserError(f"axes.{name}.{kind} = {args!r}: expected [start, stop, count]")
-        values = getattr(np, kind)(*args).tolist()
+        if args[2] > MAX_CELLS:
+            raise UserError(f"axes.{name}.{kind}: {args[2]:,} values, more than a grid's {MAX_CELLS:,} cells")
+        with np.errstate(over="ignore"):  # an overflow to inf is refused below, in one line
+            values = getattr(np, kind)(*args).tolist()
     elif isinstance(value, list):
         values = value
     else:
         values = [value]
     if not values:
         raise UserError(f"axes.{name} is empty")
-    if numeric and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if numeric and not all(_is_number(v) for v in values):
         raise UserError(f"axes.{name}: {values!r} must be numbers")
-    if len(set(map(repr, values))) != len(values):
+    check_finite(f"axes.{name}", values)
+    # 1 and 1.0 are one coordinate value: compare numbers as numbers.
+    if len({float(v) if _is_number(v) else repr(v) for v in values}) != len(values):
         raise UserError(f"axes.{name} repeats a value: {values!r}")
     return values
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _check_train(t: TrainConfig, where: str = "") -> None:

@@ -146,3 +146,50 @@ def test_bare_command_lists_the_commands(capsys):
     assert err.startswith("usage: landscape") and "Traceback" not in err
     for command in ("grid", "info", "plot", "trajectory", "boundaries"):
         assert f"\n    {command} " in err or f"\n    {command}\n" in err, command
+
+
+@pytest.mark.parametrize("override,match", [
+    # not finite, anywhere
+    ("train.weight_decay=nan", "train.weight_decay = nan is not a finite number"),
+    ("train.weight_decay=inf", "train.weight_decay = inf is not a finite number"),
+    ("train.lr=inf", "train.lr = inf is not a finite number"),
+    ("eval.level=nan", "eval.level = nan is not a finite number"),
+    ("axes.alpha=inf", "axes.alpha = inf is not a finite number"),
+    ("axes.alpha={logspace = [0, 400, 3]}", "axes.alpha = inf is not a finite number"),
+    ("axes.wd=[0.0, nan]", "axes.wd = nan is not a finite number"),
+    ("task_options.threshold=nan", "task_options.threshold = nan is not a finite number"),
+    # out of range
+    ("axes.alpha=1e308", "axes.alpha = 1e+308 gives w = inf, which is beyond the largest float32"),
+    ("axes.alpha=1e38", "is beyond the largest float32"),
+    ("axes.w=[1e39]", "axes.w = 1e+39 is beyond the largest float32"),
+    ("task_options.threshold=-1", "task_options.threshold = -1 must be > 0"),
+    ("task_options.n_test=0", "task_options.n_test = 0 must be in [1, 10,000,000]"),
+    ("task_options.n_test=-1", "task_options.n_test = -1 must be in [1, 10,000,000]"),
+    ("task_options.data_seed=-1", "task_options.data_seed = -1 must be in [0, 2**32)"),
+    ("axes.seed=[4294967296]", "axes.seed: 4294967296 is not an integer in [0, 2**32)"),
+    # the same value twice, once as an int
+    ("axes.alpha=[1.0, 1]", "axes.alpha repeats a value: [1.0, 1]"),
+    ("axes.w=[8.0, 8]", "axes.w repeats a value: [8.0, 8]"),
+    # too big to run
+    ("train.steps=1e12", "train.steps = 1000000000000.0 should be an int"),
+    ("eval.points=1e12", "eval.points = 1000000000000.0 should be an int"),
+    ("train.steps=1000000000000", "gives 50,000,000,002 evals per cell, more than the limit of 100,000"),
+    ("eval.points=1000000000000", "eval.points = 1,000,000,000,000 is more than the limit of 100,000"),
+    ("axes.N=[1000000000]", "axes.N = 1000000000: one cell needs at least"),
+    ("axes.alpha={logspace = [-1, 1, 60000]}", "the grid has 120,000 cells (60,000 alpha x 2 N x 1 seed), more than the limit of 100,000"),
+    ("axes.alpha={linspace = [1, 2, 1000000000]}", "axes.alpha.linspace: 1,000,000,000 values, more than a grid's 100,000 cells"),
+])
+def test_nonsense_is_refused_before_a_store(capsys, tiny_spec, tmp_path, override, match):
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", tiny_spec, "--out", out, "--quiet", "--set", override], match, out)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("axes.m=[0.0, 0]", "axes.m repeats a value: [0.0, 0]"),
+    ("task_options.data_seed=-1", "task_options.data_seed = -1 must be in [0, 2**32)"),
+])
+def test_toy_addition_nonsense(capsys, tmp_path, override, match):
+    spec = tmp_path / "toy.toml"
+    spec.write_text('task = "toy-addition"\n[axes]\nalpha = [1.0]\nm = [0.0, 0.1]\n')
+    out = tmp_path / "out.zarr"
+    expect_bad_input(capsys, ["grid", spec, "--out", out, "--quiet", "--set", override], match, out)

@@ -7,9 +7,10 @@ the package (``task = "package.module:ClassName"``) uses the very same door as a
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
@@ -160,7 +161,8 @@ class Task(ABC):
 
 
 def parse_options(options_type: type, raw: Mapping[str, Any], where: str = "task_options") -> Any:
-    """Build an options dataclass from a spec table, rejecting unknown keys and wrong types."""
+    """Build an options dataclass from a spec table, rejecting unknown keys, wrong types and
+    non-finite numbers (NaN never equals itself, so a spec holding one could never be resumed)."""
     fields = {f.name: f for f in dataclasses.fields(options_type)}
     for key, value in raw.items():
         if key not in fields:
@@ -170,11 +172,24 @@ def parse_options(options_type: type, raw: Mapping[str, Any], where: str = "task
         union_with_str = isinstance(value, str) and "str" in str(fields[key].type)
         if default is not None and not union_with_str and not _same_kind(default, value):
             raise UserError(f"{where}.{key} = {value!r} should be {_article(type(default).__name__)}")
+        check_finite(f"{where}.{key}", value)
     return options_type(**raw)
 
 
 def _article(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def check_finite(where: str, value: Any) -> None:
+    """UserError unless every float in ``value`` (a number, or lists and tables of them) is finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{where} = {value} is not a finite number")
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            check_finite(where, v)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(f"{where}.{k}", v)
 
 
 def _same_kind(default: Any, value: Any) -> bool:
@@ -183,6 +198,22 @@ def _same_kind(default: Any, value: Any) -> bool:
     if isinstance(default, float):
         return isinstance(value, (int, float))
     return isinstance(value, type(default))
+
+
+#: Seeds (cell seeds, data seeds) are integers in [0, SEED_LIMIT): what numpy's legacy generator takes.
+SEED_LIMIT = 2**32
+
+
+def require(options: Any, name: str, ok: Callable[[Any], bool], rule: str) -> None:
+    """For a task's ``Options.__post_init__``: UserError ``task_options.<name> = <value> <rule>``
+    unless ``ok(value)``."""
+    value = getattr(options, name)
+    if not ok(value):
+        raise UserError(f"task_options.{name} = {value!r} {rule}")
+
+
+def require_seed(options: Any, name: str = "data_seed") -> None:
+    require(options, name, lambda v: 0 <= v < SEED_LIMIT, "must be in [0, 2**32) (a seed)")
 
 
 def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from landscape.errors import UserError
 from landscape.models import DiagonalNet
-from landscape.tasks.base import Split
+from landscape.tasks.base import Split, require, require_seed
 from landscape.tasks.dichotomy import DichotomyTask, References
 from landscape.theory import classification_error, l1_max_margin, l2_max_margin
 
@@ -30,6 +30,11 @@ class DiagonalOptions:
     n_test: int = 2000
     #: Seeds the labelling direction and both samples; the cell seed plays no part (the init is fixed).
     data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self, "d", lambda v: v >= 1, "must be >= 1")
+        require(self, "n_test", lambda v: v >= 1, "must be >= 1")
+        require_seed(self)
 
 
 class DiagonalTask(DichotomyTask):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from landscape.models import MatrixFactorization
-from landscape.tasks.base import Split
+from landscape.tasks.base import Split, require_seed
 from landscape.tasks.dichotomy import DichotomyTask, References
 from landscape.theory import kernel_completion, min_nuclear_completion
 
@@ -33,6 +33,9 @@ class MatrixCompletionOptions:
     tolerance: float = 0.05
     #: Seeds the permutation that orders the entries (train = its first N).
     data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_seed(self)
 
 
 class MatrixCompletion(DichotomyTask):

@@ -12,7 +12,7 @@ from landscape.data.mnist import DATA_ENV, MnistArrays, load_mnist, resolve_data
 from landscape.errors import UserError
 from landscape.models import mlp
 from landscape.tasks.base import (CLASSIFIER_LOSSES, Split, Task, classification_errors, classifier_loss,
-                                  classifier_targets)
+                                  classifier_targets, require_seed)
 
 WIDTHS = (784, 200, 200, 10)
 
@@ -25,6 +25,7 @@ class MnistOptions:
     loss: str = "mse"
 
     def __post_init__(self) -> None:
+        require_seed(self, "pool_seed")
         if self.loss not in CLASSIFIER_LOSSES:
             raise UserError(f"task_options.loss = {self.loss!r} (known: {', '.join(CLASSIFIER_LOSSES)})")
 

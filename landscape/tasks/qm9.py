@@ -18,7 +18,7 @@ from landscape.data.graphs import GraphBatch, GraphSet
 from landscape.data.qm9 import Molecules, cache_path, load_molecules, versions
 from landscape.errors import UserError
 from landscape.models import GraphRegressor
-from landscape.tasks.base import Split, Task
+from landscape.tasks.base import Split, Task, require_seed
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,7 @@ class Qm9Options:
     tolerance: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.split_seed < 0:
-            raise UserError(f"task_options.split_seed = {self.split_seed} must be >= 0")
+        require_seed(self, "split_seed")
         if not (math.isfinite(self.tolerance) and self.tolerance > 0):
             raise UserError(f"task_options.tolerance = {self.tolerance} must be a positive number of bohr^3")
 

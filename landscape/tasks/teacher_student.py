@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 from landscape.models import mlp
-from landscape.tasks.base import Split, Task
+from landscape.tasks.base import Split, Task, require, require_seed
 
 WIDTHS = (5, 100, 100, 5)
+#: Largest test set: 10^7 samples are 400 MB of inputs and targets.
+MAX_TEST = 10**7
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,11 @@ class TeacherStudentOptions:
     n_test: int = 100
     #: Seeds the teacher and the inputs; the cell seed only drives the student's init and batches.
     data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self, "threshold", lambda v: v > 0, "must be > 0 (a per-sample MSE)")
+        require(self, "n_test", lambda v: 1 <= v <= MAX_TEST, f"must be in [1, {MAX_TEST:,}]")
+        require_seed(self)
 
 
 #: Offset between data_seed and the teacher's torch seed, so the teacher's init never coincides

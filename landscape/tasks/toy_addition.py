@@ -33,7 +33,7 @@ from torch import nn
 
 from landscape.errors import UserError
 from landscape.models import mlp
-from landscape.tasks.base import Split, Task
+from landscape.tasks.base import Split, Task, require_seed
 from landscape.tasks.messiness import MessinessAxis, mix
 
 P = 10
@@ -50,6 +50,9 @@ class ToyAdditionOptions:
     N: int = 45
     #: Seeds the templates, the split and both representations; the notebook's seed is 58.
     data_seed: int = 58
+
+    def __post_init__(self) -> None:
+        require_seed(self)
 
 
 @dataclass(frozen=True)
