@@ -1,5 +1,6 @@
 """Model architectures, one module each; tasks build their models from these."""
-from landscape.models.homogeneous import DiagonalNet, MatrixFactorization
+from landscape.models.homogeneous import DiagonalNet, MatrixFactorization, TwoLayerReLU
 from landscape.models.mlp import mlp
+from landscape.models.transformer import Transformer
 
-__all__ = ["DiagonalNet", "MatrixFactorization", "mlp"]
+__all__ = ["DiagonalNet", "MatrixFactorization", "Transformer", "TwoLayerReLU", "mlp"]

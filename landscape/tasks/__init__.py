@@ -10,11 +10,14 @@ from landscape.tasks.diag_sparse import DiagSparse
 from landscape.tasks.matrix_completion import MatrixCompletion
 from landscape.tasks.mnist import Mnist
 from landscape.tasks.mnist_repr import MnistRepr
+from landscape.tasks.modular_addition import ModularAddition
+from landscape.tasks.modular_mlp import ModularMlp
 from landscape.tasks.teacher_student import TeacherStudent
 from landscape.tasks.toy_addition import ToyAddition
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TeacherStudent, Mnist, ToyAddition, MnistRepr,
-                                                          DiagSparse, DiagMisgrok, MatrixCompletion)}
+                                                          DiagSparse, DiagMisgrok, MatrixCompletion, ModularAddition,
+                                                          ModularMlp)}
 
 
 def task_class(name: str) -> type[Task]:
