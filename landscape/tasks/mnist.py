@@ -25,7 +25,6 @@ class Mnist(Task):
     # With N = 1000 the MLP tops out near 88% test accuracy (Omnigrok Fig. 3d), so 95% would
     # never be reached; 80% sits well above the ~10-30% pre-grokking plateau and below the top.
     default_level = 0.80
-    vectorizable = True  # an MLP of nn.Linear layers: torch.func batches it
     Options = MnistOptions
 
     def __init__(self, options: MnistOptions, data_dir: str | None = None):
