@@ -4,17 +4,43 @@ import math
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from torch.func import functional_call, vmap
 
+from landscape.cli import main
 from landscape.errors import UserError
 from landscape.models import Transformer
 from landscape.norm import global_norm
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task
 from landscape.train import CURVES, train_cell
+from landscape.vectorized import train_cells
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL_TF = {"p": 7, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32}
+GROKKING = TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=1.0, beta2=0.98, steps=20, constrain_norm=False)
+TINY_GRID = """
+task = "modular-addition"
+[task_options]
+p = 7
+d_model = 16
+n_heads = 2
+d_head = 8
+d_mlp = 32
+[axes]
+alpha = [0.8, 1.0]
+wd = [1.0]
+N = [25]
+[train]
+optimizer = "adamw"
+lr = 1e-3
+beta2 = 0.98
+steps = 12
+constrain_norm = false
+dtype = "float64"
+[eval]
+every = 4
+"""
 
 
 def test_transformer_shapes_init_and_groups():
@@ -51,6 +77,29 @@ def test_transformer_runs_under_vmap():
     batched = vmap(lambda params, xb: functional_call(models[0], params, (xb,)), in_dims=(0, None))(stacked, x)
     for i, m in enumerate(models):
         torch.testing.assert_close(batched[i], m(x), rtol=1e-5, atol=1e-6)
+
+
+def test_batched_transformer_matches_the_per_cell_path():
+    task = make_task("modular-addition", SMALL_TF)
+    split = task.data(30)
+    evalc = EvalConfig(every=10)
+    alone = train_cell(task, split, 9.0, 1, GROKKING, evalc)
+    batched = train_cells(task, [split], [9.0], [1], GROKKING, evalc)[0]
+    np.testing.assert_allclose(batched.curves, alone.curves, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(batched.layer_norms, alone.layer_norms, rtol=1e-4)
+
+
+def test_grid_records_dtype_layer_norms_and_pairs(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_GRID)
+    out = tmp_path / "m.zarr"
+    assert main(["grid", str(spec), "--out", str(out), "--jobs", "1", "--quiet"]) == 0
+    ds = xr.open_zarr(out)
+    assert ds.attrs["dtype"] == "float64" and ds.attrs["fixed_pairs"] == 49 and ds.attrs["batched"] == 1
+    assert list(ds["layer"].values) == ["embed", "attn", "mlp", "unembed"]
+    quadrature = np.sqrt((ds["layer_norm_curve"] ** 2).sum("layer"))
+    np.testing.assert_allclose(quadrature.values, ds["norm_curve"].values, rtol=1e-10)
+    np.testing.assert_allclose(ds["norm_curve"].isel(step=0).values.ravel(), ds["w"].values, rtol=1e-10)
 
 
 def test_modular_addition_pairs_and_split():

@@ -41,7 +41,6 @@ class ModularAddition(ModularPairs, Task):
     name = "modular-addition"
     # Omnigrok's Fig. 7 notebook marks 95% train accuracy; grokked runs reach 100% test accuracy.
     default_level = 0.95
-    vectorizable = True
     Options = ModularAdditionOptions
 
     def __init__(self, options: ModularAdditionOptions, data_dir: str | None = None):
