@@ -73,7 +73,7 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
                Line2D([], [], color="0.5", lw=0.8, ls=":", label=f"level {level:g}")]
     handles += [Line2D([], [], color=color, lw=1.5, label=f"norm of {name}")
                 for name, color in zip(layers, itertools.cycle(_LAYER_COLORS))]
-    add_legend(fig, handles, ncols=5)
+    add_legend(fig, handles, ncols=5 if ncols > 1 else 3)  # one panel is too narrow for five columns
     set_title(fig, cube, "grokking curves (dynamics, seed 0)")
     return fig
 

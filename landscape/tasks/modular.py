@@ -42,8 +42,8 @@ class ModularPairs:
     @property
     def data_source(self) -> str:
         p, seed = self.options.p, self.options.split_seed
-        return (f"synthetic: (a + b) mod {p}, all {p * p} pairs; train = the first N of a permutation "
-                f"(split_seed={seed}), test = the other {p * p} - N; training fraction = N / {p * p}")
+        return (f"synthetic: (a + b) mod {p}; train = the first N of the {p * p} pairs permuted by "
+                f"split_seed={seed}, test = the rest; training fraction = N / {p * p}")
 
     @property
     def pool_size(self) -> int:
