@@ -13,6 +13,7 @@ from landscape.models import Transformer
 from landscape.norm import global_norm
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task
+from landscape.theory import kernel_interpolant, relu_kernel
 from landscape.train import CURVES, train_cell
 from landscape.vectorized import train_cells
 
@@ -130,9 +131,9 @@ def test_modular_mlp_references():
     task = make_task("modular-mlp", {"p": 11, "width": 32})
     split = task.data(50)
     refs = task.references(split)
-    labels = task.data(121).train_y.numpy()
-    np.testing.assert_allclose(refs.kernel[:50], refs.rich[:50], atol=1e-8)  # the interpolant fits the training pairs
-    assert (refs.rich.argmax(1) == labels).all()
+    assert refs.kernel.shape == refs.rich.shape == (121 - 50, 11)  # logits on the held-out pairs
+    assert (refs.rich.argmax(1) == split.test_y.numpy()).all()
+    np.testing.assert_allclose(refs.kernel.sum(1), 0.0, atol=1e-8)  # centred, as the labels it interpolates
     values = task.measure_extra_values(split)
     assert values["rich_test_err"] == 0.0
     assert values["kernel_test_err"] > 0.9  # held-out pairs share a or b only with pairs of other labels
@@ -149,3 +150,15 @@ def test_tiny_modular_mlp_run_starts_at_zero_output():
     assert np.isnan(result.extra_curves["cos_kernel"][0])  # the cosine of a zero predictor is undefined
     assert result.curves[CURVES.index("train_loss"), -1] < loss0
     assert result.curves[CURVES.index("norm"), 0] == pytest.approx(10.0, rel=1e-5)
+
+
+def test_relu_kernel_and_its_interpolant():
+    rng = np.random.default_rng(0)
+    u, z = rng.standard_normal((2, 400_000))
+    v = 0.5 * u + np.sqrt(0.75) * z  # correlation 1/2: inputs sharing one token of two
+    monte_carlo = 2 * np.pi * np.mean(np.maximum(u, 0) * np.maximum(v, 0))
+    assert relu_kernel(np.array(0.5)) == pytest.approx(monte_carlo, rel=0.02)
+    assert relu_kernel(np.array(1.0)) == pytest.approx(np.pi) and relu_kernel(np.array(0.0)) == pytest.approx(1.0)
+    x = make_task("modular-mlp", {"p": 5, "width": 8}).data(12).train_x.double().numpy()
+    k, y = relu_kernel(x @ x.T / 2), rng.standard_normal((12, 5))
+    np.testing.assert_allclose(kernel_interpolant(k, y, k), y, atol=1e-8)

@@ -6,8 +6,9 @@ label (a + b) mod p; full-batch GD (``optimizer = "sgd"``) with weight decay lam
 layer, so its output is 0 at init and alpha scales the first layer: the paper's "He init x alpha".
 Axis N: training pairs (``landscape.tasks.modular``; paper: p = 97, N = 3763, 40%).
 
-References (``landscape.tasks.dichotomy``), compared with the model's logits on all p^2 pairs,
-each row centred (cross-entropy ignores a shift common to a row):
+References (``landscape.tasks.dichotomy``), compared with the model's logits on the held-out
+pairs, each row centred (cross-entropy ignores a shift common to a row); on the training pairs
+both references are the same centred one-hot labels, so only the held-out pairs tell them apart:
 - kernel: with W2 = 0 the NTK at init is the kernel of the first layer's ReLU features, which at
   infinite width is the arc-cosine kernel of the inputs (cos = shared tokens / 2, b1 = 0); the
   reference is its minimum-norm interpolant of the centred one-hot labels. Cross-entropy's kernel
@@ -81,9 +82,9 @@ class ModularMlp(ModularPairs, DichotomyTask):
     def data(self, value: int) -> Split:
         return Split(self._x[:value], self._y[:value], self._x[value:], self._y[value:])
 
-    def predictor(self, model: nn.Module) -> np.ndarray:
-        """The model's logits on every pair (in the split order), each row centred."""
-        logits = model(self._x.to(model.hidden.weight.dtype)).detach().double()
+    def predictor(self, model: nn.Module, split: Split) -> np.ndarray:
+        """The model's logits on the held-out pairs, each row centred."""
+        logits = model(split.test_x).detach().double()
         return (logits - logits.mean(-1, keepdim=True)).numpy()
 
     def measure_extra_curves(self, model: nn.Module, split: Split) -> dict[str, float]:
@@ -98,8 +99,8 @@ class ModularMlp(ModularPairs, DichotomyTask):
         labels = self._y.numpy()
         rich = np.eye(p)[labels] - 1.0 / p
         cos = x @ x[:n].T / 2.0  # both inputs have two ones: cos = shared tokens / 2
-        kernel = kernel_interpolant(relu_kernel(cos[:n]), rich[:n], relu_kernel(cos))
-        test = slice(n, None)
-        metrics = {f"{name}_test_err": float(np.mean(ref[test].argmax(1) != labels[test]))
+        kernel = kernel_interpolant(relu_kernel(cos[:n]), rich[:n], relu_kernel(cos[n:]))
+        rich, labels = rich[n:], labels[n:]  # the held-out pairs
+        metrics = {f"{name}_test_err": float(np.mean(ref.argmax(1) != labels))
                    for name, ref in (("kernel", kernel), ("rich", rich))}
         return References(kernel, rich, metrics)
