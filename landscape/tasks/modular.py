@@ -31,7 +31,7 @@ def check_positive(options: Any, *names: str) -> None:
 class ModularPairs:
     """Mixin for a ``Task`` over the pairs of residues mod ``options.p`` (options also hold ``split_seed``)."""
 
-    axis_long_name = "training pairs (training fraction = N / p^2)"
+    axis_long_name = "training pairs (fraction N / p^2)"
 
     def pair_order(self) -> tuple[np.ndarray, np.ndarray]:
         """(a, b) of every pair in the order fixed by ``split_seed``: the training set for N is its first N."""
