@@ -5,11 +5,13 @@ regime until t ~ log(alpha)/lambda and then converges to a max-margin KKT point.
 runs continuous time eta per step, so the prediction in steps is t_g = log(alpha)/(eta lambda).
 Measured here, per run, from curves the tasks record (landscape.tasks.dichotomy):
 
-- the cosine crossover: the first eval at which the predictor's cosine to the rich reference
+- the cosine crossover: the eval from which on the predictor's cosine to the rich reference
   exceeds its cosine to the kernel reference (after an eval where the kernel one was ahead);
-- the metric jump: the first eval at which the test metric is closer to the rich reference's test
+- the metric jump: the eval from which on the test metric is closer to the rich reference's test
   value than to the kernel reference's (again after being closer to the kernel one): i.e. when it
-  crosses the midpoint of the two levels.
+  crosses the midpoint of the two levels for good.
+"From which on" is the last crossing: a large-step run can cross back and forth in its first few
+steps (a catapult), which is not the transition.
 
 Pure numpy/xarray (no torch), so plots can use it on any cube.
 """
@@ -47,28 +49,33 @@ def predicted_transition(alpha: np.ndarray | float, lr: np.ndarray | float, wd: 
 
 
 def transition_step(steps: np.ndarray, to_kernel: np.ndarray, to_rich: np.ndarray) -> np.ndarray:
-    """First eval step at which a run is nearer the rich reference than the kernel one, after an
-    earlier eval at which it was nearer the kernel one; along the last axis, NaN where never.
+    """The eval step from which on a run stays nearer the rich reference than the kernel one, after
+    an earlier eval at which it was nearer the kernel one; along the last axis, NaN where the run
+    was never on the kernel side or does not end on the rich side.
 
     ``to_kernel`` / ``to_rich`` are distances to each reference at each eval (NaN: no information,
-    e.g. the cosine of a zero predictor at step 0).
+    e.g. the cosine of a zero predictor at step 0, or evals after a cell stopped); evals without
+    information, or equally near both, are on neither side.
     """
     to_kernel, to_rich = np.asarray(to_kernel, dtype=float), np.asarray(to_rich, dtype=float)
-    kernel_side, rich_side = to_kernel < to_rich, to_rich < to_kernel
-    been_kernel = np.maximum.accumulate(kernel_side, axis=-1)
-    before = np.concatenate([np.zeros_like(been_kernel[..., :1]), been_kernel[..., :-1]], axis=-1)
-    hit = rich_side & before
-    return np.where(hit.any(axis=-1), np.asarray(steps, dtype=float)[np.argmax(hit, axis=-1)], np.nan)
+    side = np.where(to_rich < to_kernel, 1, np.where(to_kernel < to_rich, -1, 0))  # +1 rich, -1 kernel
+    index = np.arange(side.shape[-1])
+    last_informed = np.max(np.where(side != 0, index, -1), axis=-1)
+    last_kernel = np.max(np.where(side == -1, index, -1), axis=-1)
+    ends_rich = np.take_along_axis(side, np.maximum(last_informed, 0)[..., None], axis=-1)[..., 0] == 1
+    entered = (side == 1) & (index > last_kernel[..., None])
+    ok = ends_rich & (last_kernel >= 0)
+    return np.where(ok, np.asarray(steps, dtype=float)[np.argmax(entered, axis=-1)], np.nan)
 
 
 def cosine_crossover(steps: np.ndarray, cos_kernel: np.ndarray, cos_rich: np.ndarray) -> np.ndarray:
-    """First eval step with cos to the rich reference above cos to the kernel one (see transition_step)."""
+    """The eval step from which on cos to the rich reference is above cos to the kernel one (see transition_step)."""
     return transition_step(steps, 1.0 - np.asarray(cos_kernel), 1.0 - np.asarray(cos_rich))
 
 
 def metric_jump(steps: np.ndarray, curve: np.ndarray, kernel_level: np.ndarray | float,
                 rich_level: np.ndarray | float) -> np.ndarray:
-    """First eval step at which ``curve`` crosses from the kernel level's side of their midpoint to the rich one's."""
+    """The eval step at which ``curve`` crosses, for good, from the kernel level's side of their midpoint to the rich one's."""
     curve = np.asarray(curve, dtype=float)
     k = np.asarray(kernel_level, dtype=float)[..., None]
     r = np.asarray(rich_level, dtype=float)[..., None]

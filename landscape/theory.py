@@ -9,6 +9,9 @@ t ~ log(alpha)/lambda.
 - Matrix completion with W = UU^T - VV^T from U = V = alpha I: the kernel predictor fits the
   observed entries and their transposes and is 0 elsewhere (:func:`kernel_completion`); the rich
   regime's global optimum is the minimum nuclear-norm completion (:func:`min_nuclear_completion`).
+- Two-layer ReLU nets with a zero last layer: the NTK at init is the random-feature kernel of the
+  first layer (:func:`relu_kernel` at infinite width); :func:`kernel_interpolant` is its
+  minimum-norm fit.
 
 Pure numpy/scipy: no torch, so analysis and tests can use it anywhere.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import linprog, nnls
 from threadpoolctl import threadpool_limits
 
@@ -72,6 +76,23 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.ravel(a).astype(float), np.ravel(b).astype(float)
     norms = np.linalg.norm(a) * np.linalg.norm(b)
     return float(a @ b / norms) if norms > 0 else float("nan")
+
+
+def relu_kernel(cos: np.ndarray) -> np.ndarray:
+    """The degree-1 arc-cosine kernel (Cho & Saul 2009): sin t + (pi - t) cos t with t = arccos(cos).
+
+    2 pi E[relu(u) relu(v)] for standard Gaussians u, v of correlation ``cos``: up to a constant
+    factor, the kernel of infinitely many ReLU features relu(<w, x>) with Gaussian w and no bias,
+    between inputs at angle t.
+    """
+    t = np.arccos(np.clip(cos, -1.0, 1.0))
+    return np.sin(t) + (np.pi - t) * np.cos(t)
+
+
+def kernel_interpolant(k_train: np.ndarray, y: np.ndarray, k_query: np.ndarray) -> np.ndarray:
+    """The minimum-RKHS-norm function through targets ``y`` (n, k) at the n training points, at the
+    query points: k_query K^-1 y, with K = ``k_train`` (n, n) positive definite and ``k_query`` (m, n)."""
+    return k_query @ cho_solve(cho_factor(k_train), y)
 
 
 def symmetric_entries(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,12 @@
 Omnigrok Fig. 2b / 3d: with large init (alpha > 1) and small weight decay the training set is fit
 early and test accuracy rises only once the norm has decayed into the Goldilocks zone. A cube whose
 figure metric is the loss (regression, Fig. 5d) shows train and test loss on log-log axes instead.
+Cubes that record per-layer norms (``layer_norm_curve``) get a panel of them under each run: which
+layers carry the norm's rise and fall (Fig. 7a), and the last layer's slingshots (Thilak et al. 2022).
 """
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import xarray as xr
@@ -20,6 +24,8 @@ from plots.style import PALETTE, add_legend, set_title, styled
 
 MAX_PANELS = 12
 _NORM_COLOR = PALETTE[3]
+#: Colours of the parameter groups' norms (cycled when a task has more groups).
+_LAYER_COLORS = PALETTE[4:6] + PALETTE[2:3] + PALETTE[7:8] + PALETTE[:2]
 
 
 @styled
@@ -35,13 +41,18 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
                         "(select a sub-cube first)")
     ncols = min(3, len(runs))
     nrows = -(-len(runs) // ncols)
-    fig = Figure(figsize=(4.6 * ncols + 1.2, 3.4 * nrows + 1.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    layers = list(cube["layer"].values) if "layer_norm_curve" in cube else []
+    per_run = 2 if layers else 1
+    fig = Figure(figsize=(4.6 * ncols + 1.2, (3.4 + 2.2 * (per_run - 1)) * nrows + 1.4), layout="constrained")
+    grid = fig.subplots(per_run * nrows, ncols, squeeze=False, height_ratios=[3, 2] * nrows if layers else None)
+    axes = grid[::per_run].ravel()
     level = float(spec_of(cube)["eval"]["level"])
     metric = metric_of(cube)
     steps = cube["step"].values
-    for ax, at in zip(axes, runs):
+    for i, (ax, at) in enumerate(zip(axes, runs)):
         run = cube.sel(at).isel(seed=0) if "seed" in cube.dims else cube.sel(at)
+        if layers:
+            _layer_panel(grid[per_run * (i // ncols) + 1, i % ncols], run, steps)
         _curves(ax, run, steps, metric, level)
         for name, color in (("t_fit", PALETTE[0]), ("t_gen", PALETTE[1])):
             t = float(run[name])
@@ -60,8 +71,9 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
             twin.set_ylim(0, 1.08 * finite.max())  # from 0: small drifts look small
         twin.set_ylabel(r"weight norm $\|\theta\|_2$", color=_NORM_COLOR)
         twin.grid(False)
-    for ax in axes[len(runs):]:
-        ax.set_visible(False)
+    for j in range(len(runs), nrows * ncols):
+        for row in range(per_run):
+            grid[per_run * (j // ncols) + row, j % ncols].set_visible(False)
     shown = "accuracy" if metric == "err" else "loss"
     times = r"$t_{fit}$, $t_{gen}$" + ("" if metric == "err" else f" (accuracy ≥ {level:g})")
     handles = [Line2D([], [], color=PALETTE[0], lw=2, label=f"train {shown}"),
@@ -70,7 +82,9 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
                Line2D([], [], color="0.3", lw=1, ls="--", label=times)]
     if metric == "err":
         handles.append(Line2D([], [], color="0.5", lw=0.8, ls=":", label=f"level {level:g}"))
-    add_legend(fig, handles, ncols=5)
+    handles += [Line2D([], [], color=color, lw=1.5, label=f"norm of {name}")
+                for name, color in zip(layers, itertools.cycle(_LAYER_COLORS))]
+    add_legend(fig, handles, ncols=5 if ncols > 1 else 3)  # one panel is too narrow for five columns
     set_title(fig, cube, "grokking curves (dynamics, seed 0)")
     return fig
 
@@ -90,3 +104,17 @@ def _curves(ax: Axes, run: xr.Dataset, steps: np.ndarray, metric: str, level: fl
     if any((np.isfinite(loss) & (loss > 0)).any() for loss in losses):  # a log axis needs a positive value
         ax.set_yscale("log", nonpositive="mask")
     ax.set_ylabel("loss")
+
+
+def _layer_panel(ax: Axes, run: xr.Dataset, steps: np.ndarray) -> None:
+    """The norm of each parameter group against steps, on the run's symlog step axis."""
+    curves = run["layer_norm_curve"].values
+    for curve, color in zip(curves, itertools.cycle(_LAYER_COLORS)):
+        ax.plot(steps, curve, color=color, lw=1.5)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(0, max(steps[-1], 1))
+    finite = curves[np.isfinite(curves)]
+    if finite.size:  # a diverged run has no finite norm to scale the axis to
+        ax.set_ylim(0, 1.08 * finite.max())
+    ax.set_xlabel("optimizer step $t$")
+    ax.set_ylabel("norm per layer")

@@ -82,6 +82,11 @@ def test_transition_step_needs_the_kernel_side_first():
     # Misgrokking: chance at step 0 (near the rich level), the kernel level once fitted, then down.
     assert metric_jump(steps, [0.5, 0.0, 0.0, 0.1, 0.4], 0.0, 0.45) == 1000
     assert np.isnan(metric_jump(steps, [0.5, 0.0, 0.0, 0.1, 0.2], 0.0, 0.45))
+    # A catapult: cosines cross and cross back in the first steps; the transition is the last crossing.
+    steps = np.array([0, 1, 2, 3, 10, 100, 1000, 2000])
+    cos_kernel = [np.nan, 0.2, -0.01, 0.3, 0.5, 0.5, 0.3, np.nan]
+    cos_rich = [np.nan, 0.0, 0.01, 0.1, 0.2, 0.3, 0.6, np.nan]  # NaN: the cell stopped
+    assert cosine_crossover(steps, cos_kernel, cos_rich) == 1000
 
 
 def test_predicted_transition_and_fit():

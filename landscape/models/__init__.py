@@ -1,6 +1,7 @@
 """Model architectures, one module each; tasks build their models from these."""
 from landscape.models.graph import GraphRegressor, NNConv
-from landscape.models.homogeneous import DiagonalNet, MatrixFactorization
+from landscape.models.homogeneous import DiagonalNet, MatrixFactorization, TwoLayerReLU
 from landscape.models.mlp import mlp
+from landscape.models.transformer import Transformer
 
-__all__ = ["DiagonalNet", "GraphRegressor", "MatrixFactorization", "NNConv", "mlp"]
+__all__ = ["DiagonalNet", "GraphRegressor", "MatrixFactorization", "NNConv", "Transformer", "TwoLayerReLU", "mlp"]

@@ -1,5 +1,6 @@
 """2-homogeneous models of the Dichotomy paper (Lyu et al. 2024): diagonal linear nets and symmetric
-matrix factorizations, each with a ``predictor()`` the theory is about."""
+matrix factorizations, each with a ``predictor()`` the theory is about, and the two-layer ReLU
+net of its modular-addition experiment."""
 from __future__ import annotations
 
 import torch
@@ -45,3 +46,23 @@ class MatrixFactorization(nn.Module):
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
         """Entries W[i, j] for rows (i, j) of an integer (n, 2) tensor."""
         return self.predictor()[pairs[:, 0], pairs[:, 1]]
+
+
+class TwoLayerReLU(nn.Module):
+    """f(x) = W2 relu(W1 x + b1), a bias in the first layer only: 2-homogeneous in (W1, b1, W2).
+
+    The Dichotomy code's ``HomoMLP`` with ``--last-layer-zero-init``: W1 He-initialised
+    (kaiming_normal, ReLU gain), b1 = 0, W2 = 0, so the output is 0 at init and the engine's alpha
+    scales the first layer alone (w0 = ||W1||).
+    """
+
+    def __init__(self, d_in: int, width: int, d_out: int):
+        super().__init__()
+        self.hidden = nn.Linear(d_in, width)
+        self.output = nn.Linear(width, d_out, bias=False)
+        nn.init.kaiming_normal_(self.hidden.weight, nonlinearity="relu")
+        nn.init.zeros_(self.hidden.bias)
+        nn.init.zeros_(self.output.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(torch.relu(self.hidden(x)))

@@ -2,7 +2,8 @@
 reference solution per training set, and the cosine of the model's predictor to each at every eval.
 
 A subclass's model has a ``predictor()`` method returning the object the theory is about (the
-diagonal net's linear classifier w, the factorization's matrix W); the subclass solves the two
+diagonal net's linear classifier w, the factorization's matrix W), or the subclass overrides
+``predictor(model, split)`` (a classifier's logits on the held-out inputs); the subclass solves the two
 references (landscape.theory) for a split and reports their test metrics as ``extra_values``.
 """
 from __future__ import annotations
@@ -49,9 +50,13 @@ class DichotomyTask(Task):
             self._references[n] = self.solve_references(split)
         return self._references[n]
 
+    def predictor(self, model: nn.Module, split: Split) -> np.ndarray:
+        """What the references are compared with: by default the model's own ``predictor()``."""
+        return model.predictor().detach().double().numpy()
+
     def measure_extra_curves(self, model: nn.Module, split: Split) -> dict[str, float]:
         refs = self.references(split)
-        current = model.predictor().detach().double().numpy()
+        current = self.predictor(model, split)
         return {"cos_kernel": cosine(current, refs.kernel), "cos_rich": cosine(current, refs.rich)}
 
     def measure_extra_values(self, split: Split) -> dict[str, float]:

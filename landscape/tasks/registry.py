@@ -30,12 +30,14 @@ def builtin_tasks() -> dict[str, type[Task]]:
     from landscape.tasks.matrix_completion import MatrixCompletion
     from landscape.tasks.mnist import Mnist
     from landscape.tasks.mnist_repr import MnistRepr
+    from landscape.tasks.modular_addition import ModularAddition
+    from landscape.tasks.modular_mlp import ModularMlp
     from landscape.tasks.qm9 import Qm9
     from landscape.tasks.teacher_student import TeacherStudent
     from landscape.tasks.toy_addition import ToyAddition
 
     return {cls.name: cls for cls in (TeacherStudent, Mnist, ToyAddition, MnistRepr, DiagSparse, DiagMisgrok,
-                                      MatrixCompletion, Qm9)}
+                                      MatrixCompletion, ModularAddition, ModularMlp, Qm9)}
 
 
 def entry_point_tasks() -> dict[str, importlib.metadata.EntryPoint]:
