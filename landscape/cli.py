@@ -117,16 +117,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from landscape.cube import open_cube
-    from landscape.schema import STATUS_DONE
     from plots.render import render
 
-    cube = open_cube(args.cube, verify=True)
-    done = int((cube["status"].values == STATUS_DONE).sum())
-    if not done:  # every cell pending or diverged: no finite value to draw
-        raise UserError(f"{args.cube} has no finished cell to draw ({cube['status'].size} cells, none done; "
-                        "diverged cells have no values)")
     landscape = open_cube(args.landscape, verify=True) if args.landscape else None
-    paths = render(cube, args.out, kinds=args.kind, levels=args.levels,
+    paths = render(open_cube(args.cube, verify=True), args.out, kinds=args.kind, levels=args.levels,
                    smooth=args.smooth, values=args.values, landscape=landscape)
     print("\n".join(str(p) for p in paths))
     return 0
