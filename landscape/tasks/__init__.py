@@ -7,6 +7,7 @@ from landscape.errors import UserError
 from landscape.tasks.base import Split, Task, parse_options
 from landscape.tasks.diag_misgrok import DiagMisgrok
 from landscape.tasks.diag_sparse import DiagSparse
+from landscape.tasks.imdb import Imdb
 from landscape.tasks.matrix_completion import MatrixCompletion
 from landscape.tasks.mnist import Mnist
 from landscape.tasks.mnist_repr import MnistRepr
@@ -14,7 +15,7 @@ from landscape.tasks.teacher_student import TeacherStudent
 from landscape.tasks.toy_addition import ToyAddition
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TeacherStudent, Mnist, ToyAddition, MnistRepr,
-                                                          DiagSparse, DiagMisgrok, MatrixCompletion)}
+                                                          DiagSparse, DiagMisgrok, MatrixCompletion, Imdb)}
 
 
 def task_class(name: str) -> type[Task]:
