@@ -41,15 +41,19 @@ def _pseudo_words(rng: np.random.Generator, count: int, taken: set[str]) -> list
 
 
 def synthetic_reviews(n: int, seed: int = 0, mean_words: float = 230, neutral: int = 5000,
-                      sentiment: int = 150, rate: float = 0.06, purity: float = 0.7) -> list[Review]:
-    """``n`` reviews: stop words (45% of words), Zipf-distributed neutral words and, at ``rate``,
-    sentiment words, from the review's own class pool with probability ``purity``. Text noise that
-    the pipeline must strip: capitals, punctuation, ``<br />`` tags, ratings like ``7/10``."""
+                      sentiment: int = 40, rate: float = 0.04, purity: float = 0.7) -> list[Review]:
+    """``n`` reviews: stop words (45% of words), neutral words and, at ``rate``, sentiment words from
+    the review's own class pool with probability ``purity`` (else the other's); both kinds Zipf
+    distributed, as words are. Text noise the pipeline must strip: capitals, punctuation, ``<br />``
+    tags, ratings like ``7/10``. The defaults make a bag-of-words logistic regression on the 1,000-word
+    vocabulary about as good as on IMDb: test error 0.22 at N = 1,000 and 0.14 at N = 10,000
+    (measured on a 10,000-review draw)."""
     rng = np.random.default_rng(seed)
     taken: set[str] = set()
     pools = [np.array(_pseudo_words(rng, sentiment, taken)) for _ in range(2)]  # negative, positive
     plain = np.array(_pseudo_words(rng, neutral, taken))
     zipf = 1 / np.arange(1, neutral + 1) ** 1.1
+    zipf_sentiment = 1 / np.arange(1, sentiment + 1)
     stops = np.array(sorted(w for w in STOP_WORDS if "'" not in w))
     reviews = []
     for _ in range(n):
@@ -58,7 +62,7 @@ def synthetic_reviews(n: int, seed: int = 0, mean_words: float = 230, neutral: i
         kind = rng.random(size)
         pool = np.where(rng.random(size) < purity, label, 1 - label)
         tokens = np.where(kind < 0.45, rng.choice(stops, size),
-                          np.where(kind < 0.45 + rate, np.choose(pool, [rng.choice(p, size) for p in pools]),
+                          np.where(kind < 0.45 + rate, np.choose(pool, [rng.choice(p, size, p=zipf_sentiment / zipf_sentiment.sum()) for p in pools]),
                                    rng.choice(plain, size, p=zipf / zipf.sum())))
         rating = int(rng.integers(7, 11) if label else rng.integers(1, 5))
         reviews.append(Review(_dress(tokens, rng, rating), label, rating))
