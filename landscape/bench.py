@@ -159,7 +159,7 @@ def wall_and_cpu(fn) -> tuple[float, float]:
 def worker(spec_dict: dict, cells: list[grid.Cell], threads: int) -> tuple[int, int, float]:
     """The grid's worker function, plus this process's id and peak RSS (bytes)."""
     t = time.perf_counter()
-    grid.run_batch(spec_dict, None, cells, threads)
+    grid.run_batch(spec_dict["task"], spec_dict, None, cells, threads, batched=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     return os.getpid(), rss, time.perf_counter() - t
 
@@ -198,8 +198,8 @@ def main() -> None:
     spec = load_spec(SPEC, THROUGHPUT)
     task = spec.make_task()
     w0 = grid.default_init_norm(task)
-    cells = grid.plan(spec, grid.norm_values(spec, w0), np.zeros([len(v) for v in (
-        spec.norm_values, spec.axis_values, spec.seeds)], dtype=np.int8))
+    cells = grid.all_cells(spec, grid.norm_values(spec, w0), (len(spec.norm_values), len(spec.axis_values),
+                                                              len(spec.seeds)))
     splits = {v: task.data(v) for v in spec.axis_values}
     cell_steps = len(cells) * spec.train.steps
 
@@ -208,10 +208,10 @@ def main() -> None:
             reference_cell(task, splits[c.value], c.w, c.seed, spec.train, spec.eval)
 
     def engine():
-        grid.run_batch(spec.to_dict(), None, cells, 1)
+        grid.run_batch(spec.task, spec.to_dict(), None, cells, 1, batched=True)
 
     warm = dataclasses.replace(spec, train=dataclasses.replace(spec.train, steps=5))
-    grid.run_batch(warm.to_dict(), None, cells, 1)  # first-call costs (vmap tracing, task build)
+    grid.run_batch(warm.task, warm.to_dict(), None, cells, 1, batched=True)  # first-call costs (vmap tracing, task build)
     reference_cell(task, splits[cells[0].value], cells[0].w, 0, warm.train, warm.eval)
     ref, eng = np.full(2, math.inf), np.full(2, math.inf)  # best (wall, cpu) seconds
     for _ in range(3):  # interleaved, best of three: a busy neighbour hurts both alike
@@ -241,9 +241,9 @@ def main() -> None:
     print(f"\n4. jobs=1 vs jobs={CORES} through the worker function (loky), "
           f"{len(cells) * 2} cells in batches of {grid.AUTO_BATCH_CELLS['cpu'] // 2}" + loadavg())
     spec2 = load_spec(SPEC, THROUGHPUT + ["axes.seed=[0, 1, 2, 3]"])
-    cells2 = grid.plan(spec2, grid.norm_values(spec2, w0), np.zeros([len(v) for v in (
-        spec2.norm_values, spec2.axis_values, spec2.seeds)], dtype=np.int8))
-    batches = grid.plan_batches(spec2, cells2, grid.AUTO_BATCH_CELLS["cpu"] // 2)
+    cells2 = grid.all_cells(spec2, grid.norm_values(spec2, w0), (len(spec2.norm_values), len(spec2.axis_values),
+                                                                 len(spec2.seeds)))
+    batches = grid.plan_batches(spec2, cells2, grid.AUTO_BATCH_CELLS["cpu"] // 2, False, grid.schedules(spec2, task))
     work2 = flops(task, spec2, cells2)
     steps2 = len(cells2) * spec2.train.steps
     parallel(warm, [b[:2] for b in batches[:CORES]], CORES, 1)  # start the workers, build the task in each

@@ -77,16 +77,18 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from landscape.grid import run_grid
-    from landscape.spec import load_spec
+    from landscape.grid import Interrupted, run_grid
 
-    spec = load_spec(args.spec, args.overrides)
     try:
-        summary = run_grid(spec, args.out, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
-                           overwrite=args.overwrite, data_dir=args.data_dir, progress=not args.quiet)
-    except KeyboardInterrupt:
-        print(f"interrupted: finished cells are stored in {args.out}; rerun the same command to resume",
+        summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, backend=args.backend,
+                           scheduler=args.scheduler, overwrite=args.overwrite, data_dir=args.data_dir,
+                           progress=not args.quiet)
+    except Interrupted as e:
+        print(f"interrupted: {e.stored}/{e.total} cells are stored in {e.out}; rerun the same command to resume",
               file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"interrupted before the cube was ready; nothing was stored in {args.out}", file=sys.stderr)
         return 130
     print(f"{args.out}: {summary.already_done + summary.ran}/{summary.total} cells done "
           f"({summary.ran} computed now, {summary.already_done} already there)")

@@ -57,13 +57,17 @@ def template(
     w0: float,
     steps: np.ndarray,
     attrs: dict[str, Any],
+    layers: list[str],
     extra_curves: Mapping[str, str] | None = None,
     extra_values: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     """An all-pending cube with the full schema; ``coords`` gives the values along each of ``dims``.
 
-    ``extra_curves`` / ``extra_values`` (name -> long name) are a task's own per-eval scalars and
-    per-cell constants (``Task.extra_curves``, ``Task.extra_values``): ``<name>_curve`` and ``<name>``.
+    ``steps`` is the union of every cell's eval steps (cells whose step budget depends on their
+    axis value evaluate at their own subset). ``layers`` names the task's parameter groups, whose
+    norms ``layer_norm_curve`` holds. ``extra_curves`` / ``extra_values`` (name -> long name) are a
+    task's own per-eval scalars and per-cell constants (``Task.extra_curves``, ``Task.extra_values``):
+    ``<name>_curve`` and ``<name>``.
     """
     extra_curves, extra_values = extra_curves or {}, extra_values or {}
     shape = tuple(len(coords[d]) for d in dims)
@@ -79,6 +83,7 @@ def template(
         data[name] = (dims, np.zeros(shape, dtype=np.int8))
     for m in (*CURVES, *extra_curves):
         data[f"{m}_curve"] = (dims + ("step",), np.full(shape + (len(steps),), np.nan))
+    data["layer_norm_curve"] = (dims + ("layer", "step"), np.full(shape + (len(layers), len(steps)), np.nan))
     for name in extra_values:
         data[name] = (dims, nan.copy())
     w = np.asarray(coords["w"], dtype=float)
@@ -87,11 +92,13 @@ def template(
     coord_vars[axis] = (axis, np.asarray(coords[axis]), {"long_name": axis_long_name})
     coord_vars["alpha"] = ("w", w / w0, {"long_name": "initial scale α = w/w₀", "units": "1"})
     coord_vars["step"] = ("step", np.asarray(steps, dtype=np.int64), {"long_name": "optimizer step", "units": "steps"})
+    coord_vars["layer"] = ("layer", np.asarray(layers, dtype=object), {"long_name": "parameter group (Task.parameter_groups)"})
     ds = xr.Dataset(data, coords=coord_vars, attrs={**attrs, "w0": float(w0), "axis": axis})
     for name, a in _VAR_ATTRS.items():
         ds[name].attrs.update(a)
     for m in CURVES:
         ds[f"{m}_curve"].attrs.update({**_VAR_ATTRS[m], "long_name": _VAR_ATTRS[m]["long_name"].split(" (")[0] + " at each eval step"})
+    ds["layer_norm_curve"].attrs.update({"long_name": "L2 norm of each parameter group at each eval step", "units": "1"})
     for name, long_name in extra_curves.items():
         ds[f"{name}_curve"].attrs["long_name"] = long_name
     for name, long_name in extra_values.items():
@@ -123,8 +130,8 @@ def create(path: str | Path, ds: xr.Dataset, overwrite: bool = False) -> None:
     path = Path(path)
     if overwrite and path.exists():
         shutil.rmtree(path)
-    # One chunk per cell (all its steps together): each cell's write touches only its own chunks.
-    chunks = {name: {"chunks": tuple(ds.sizes[d] if d == "step" else 1 for d in ds[name].dims)}
+    # One chunk per cell (all its steps and layers together): each cell's write touches only its own chunks.
+    chunks = {name: {"chunks": tuple(ds.sizes[d] if d in ("step", "layer") else 1 for d in ds[name].dims)}
               for name in ds.data_vars}
     # Write to a temporary name first, so a crash mid-creation never leaves a half-made cube.
     tmp = path.with_name(path.name + ".partial")
@@ -158,22 +165,32 @@ def write_cell(
 ) -> None:
     """Write one finished cell into its region. Status goes last: it is the commit mark.
 
-    ``steps`` are the eval steps of the curves and ``level`` the accuracy for t_fit / t_gen.
+    ``steps`` is the cube's step coordinate (the cell's own eval steps are a subset of it) and
+    ``level`` the accuracy for t_fit / t_gen.
     """
     region = {d: slice(i, i + 1) for d, i in zip(dims, index)}
     one = (1,) * len(dims)
+    at = np.searchsorted(steps, result.eval_steps)
+
+    def on_steps(values: np.ndarray) -> np.ndarray:
+        """A cell's per-eval values (last axis) spread onto the cube's step coordinate, NaN elsewhere."""
+        out = np.full(values.shape[:-1] + (len(steps),), np.nan)
+        out[..., at] = values
+        return out.reshape(one + out.shape)
+
     done = result.status == STATUS_DONE
     evaluated = np.flatnonzero(~np.isnan(result.curves[0]))
     final = result.curves[:, evaluated[-1]] if (done and len(evaluated)) else np.full(len(CURVES), np.nan)
     cell = {m: (dims, np.full(one, v)) for m, v in zip(METRICS, final)}
-    cell.update({f"{m}_curve": (dims + ("step",), result.curves[i].reshape(one + (-1,))) for i, m in enumerate(CURVES)})
-    cell.update({f"{m}_curve": (dims + ("step",), v.reshape(one + (-1,))) for m, v in result.extra_curves.items()})
+    cell.update({f"{m}_curve": (dims + ("step",), on_steps(result.curves[i])) for i, m in enumerate(CURVES)})
+    cell["layer_norm_curve"] = (dims + ("layer", "step"), on_steps(result.layer_norms))
+    cell.update({f"{m}_curve": (dims + ("step",), on_steps(v)) for m, v in result.extra_curves.items()})
     cell.update({name: (dims, np.full(one, v)) for name, v in result.extra_values.items()})
     cell["norm"] = (dims, np.full(one, result.norm))
     cell["seconds"] = (dims, np.full(one, result.seconds))
     cell["steps"] = (dims, np.full(one, result.steps, dtype=np.int64))
     for name, err in (("fit", result.curves[CURVES.index("train_err")]), ("gen", result.curves[CURVES.index("test_err")])):
-        t = first_reach(steps, err, level)
+        t = first_reach(result.eval_steps, err, level)
         cell[f"t_{name}"] = (dims, np.full(one, t))
         cell[f"{name}_reached"] = (dims, np.full(one, np.isfinite(t), dtype=np.int8))
     xr.Dataset(cell).to_zarr(path, region=region, consolidated=False)

@@ -1,13 +1,15 @@
 """The grid runner: plan the cells of a spec, train them on parallel workers, write the cube.
 
-Workers (joblib's loky processes, or a dask.distributed cluster through joblib's dask backend)
-train one batch of cells each and return a few KB per cell; the driver alone writes the cube, as
-results arrive. Rerunning the same command trains only the cells still pending.
+Workers (loky processes on this machine, or the workers of a dask.distributed cluster) train one
+batch of cells each and return a few KB per cell; the driver alone writes the cube, as results
+arrive, under an exclusive lock (landscape.lock). Rerunning the same command trains only the
+cells still pending.
 
-Batches: the pending cells of a vectorizable task are grouped by their training config, ordered by
-axis value (so a batch holds few distinct training sets) and cut into batches of at most
-``batch_cells`` cells, which a worker trains as one batched model (landscape.vectorized). Other
-tasks, and ``train.max_batch_cells = 1``, train one cell per batch with ``train_cell``.
+The batch plan is a function of the spec and the job count only, fixed when the cube is created
+and stored in its attrs: whether cells train batched (landscape.batching's probe), and how many
+cells share a batch. Every cell is always trained with the same batch-mates, so a resumed grid
+equals an uninterrupted one: a batch with any pending cell is trained whole again, and only its
+pending cells are written.
 """
 from __future__ import annotations
 
@@ -19,25 +21,33 @@ import os
 import signal
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
-import joblib
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from landscape import cube
+from landscape.batching import Batching, decide
 from landscape.errors import UserError
 from landscape.norm import global_norm
+from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.schema import FIXED_PREFIX
-from landscape.spec import Spec, resolve
+from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
-from landscape.train import STATUS_PENDING, CellResult, eval_steps, train_cell
+from landscape.tasks.registry import importable
+from landscape.train import STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, train_cell
 from landscape.vectorized import rows_per_step, train_cells
 
 BACKENDS = ("loky", "dask")
+#: Environment variable of the test suite: interrupt the driver after it has written k cells,
+#: as "k" (Ctrl-C) or "k:KILL" (any signal name): a deterministic place to interrupt a grid.
+STOP_AFTER_ENV = "LANDSCAPE_STOP_AFTER_CELLS"
+#: Largest batch the planner picks by itself: on CPU the cell-steps/s of the MNIST MLP stop
+#: growing at about 16 cells (bench); on a GPU far larger batches still pay off.
+AUTO_BATCH_CELLS = {"cpu": 16, "cuda": 256}
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,18 @@ class RunSummary:
     ran: int
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or a signal) stopped the grid; ``stored`` cells are in the cube."""
+
+    def __init__(self, out: Path, stored: int, total: int):
+        super().__init__(out, stored, total)
+        self.out, self.stored, self.total = out, stored, total
+
+
+class ClusterLost(UserError):
+    """The dask cluster went away mid-run (the finished cells are stored)."""
+
+
 def default_init_norm(task: Task, seed: int = 0) -> float:
     """w0: the global norm of the task's default init under ``seed``, the reference for alpha."""
     with torch.random.fork_rng():
@@ -68,73 +90,38 @@ def norm_values(spec: Spec, w0: float) -> list[float]:
     return [v * w0 for v in spec.norm_values] if spec.norm_axis == "alpha" else list(spec.norm_values)
 
 
-def plan(spec: Spec, w: list[float], status: np.ndarray) -> list[Cell]:
-    """The pending cells, in grid order."""
+def all_cells(spec: Spec, w: list[float], shape: tuple[int, ...]) -> list[Cell]:
+    """Every cell of the grid, in grid order."""
     values = {"w": w, spec.axis: spec.axis_values, **spec.train_axes, "seed": spec.seeds}
     cells = []
-    for index in np.ndindex(status.shape):
-        if status[index] != STATUS_PENDING:
-            continue
+    for index in np.ndindex(shape):
         at = {d: values[d][i] for d, i in zip(spec.cell_dims, index)}
         cells.append(Cell(index, at["w"], at[spec.axis], at["seed"], {k: at[k] for k in spec.train_axes}))
     return cells
 
 
-@functools.lru_cache(maxsize=2)
-def _worker_task(name: str, options_json: str, data_dir: str | None) -> Task:
-    return make_task(name, json.loads(options_json), data_dir)
+def schedules(spec: Spec, task: Task) -> dict[Any, np.ndarray]:
+    """The eval steps of the cells at each axis value (they differ only when training counts epochs)."""
+    by_size = spec.train.epochs > 0 or spec.eval.every == "epoch"
+    return {v: cell_eval_steps(spec.train, spec.eval, task.train_size(v) if by_size else 1) for v in spec.axis_values}
 
 
-#: Largest batch the planner picks by itself: on CPU the cell-steps/s of the MNIST MLP stop
-#: growing at about 16 cells (bench); on a GPU far larger batches still pay off.
-AUTO_BATCH_CELLS = {"cpu": 16, "cuda": 256}
+def batch_cells(spec: Spec, batching: Batching, cells: int, jobs: int, device: str) -> int:
+    """How many cells share a batch: a function of the spec and the job count only.
 
-
-def worker_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def batch_cells(spec: Spec, task: Task, pending: int, workers: int, device: str) -> int:
-    """How many cells one worker trains at once.
-
-    The smallest of: the spec's cap (``train.max_batch_cells``, 0 = auto: AUTO_BATCH_CELLS for the
-    device), what fits in a worker's share of the device memory (an estimate per cell: parameters,
-    gradients and optimizer moments, and the activations of one step), and half an equal share of
-    the pending cells: every worker gets at least two batches, which evens out batches that finish
-    early (stopping) and bounds what an interrupt loses (a batch is written when it is done).
+    The smallest of the spec's cap (``train.max_batch_cells``, 0 = auto: AUTO_BATCH_CELLS for the
+    device) and half an equal share of the grid's cells, so every worker gets at least two
+    batches, which evens out batches that finish early (stopping) and bounds what an interrupt loses.
     """
-    if not task.vectorizable or pending == 0:
+    if not batching.batched:
         return 1
     cap = spec.train.max_batch_cells or AUTO_BATCH_CELLS[device]
-    share = math.ceil(pending / (2 * max(workers, 1)))
-    return max(1, min(cap, share, _cells_in_memory(spec, task, workers, device)))
+    return max(1, min(cap, math.ceil(cells / (2 * max(jobs, 1)))))
 
 
-def _cells_in_memory(spec: Spec, task: Task, workers: int, device: str) -> int:
-    import psutil
-
-    with torch.random.fork_rng():
-        model = task.build_model()
-    activations = 0  # floats per row: the outputs of every leaf module
-
-    def count(module: torch.nn.Module, args: Any, output: Any) -> None:
-        nonlocal activations
-        activations += output.numel() if isinstance(output, torch.Tensor) else 0
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
-    with torch.no_grad():
-        model(task.data(spec.axis_values[0]).train_x[:1])
-    for h in hooks:
-        h.remove()
-    # rows per step: at most the minibatch; full batch needs the largest training set
-    rows = spec.train.batch_size or max(len(task.data(v).train_x) for v in spec.axis_values)
-    per_cell = 4 * (6 * sum(p.numel() for p in model.parameters()) + 3 * rows * activations)
-    free = torch.cuda.mem_get_info()[0] if device == "cuda" else psutil.virtual_memory().available
-    return max(1, int(0.5 * free / max(workers, 1) // per_cell))
-
-
-def plan_batches(spec: Spec, cells: list[Cell], size: int) -> list[list[Cell]]:
-    """Cells with one training config, ordered by axis value, cut into batches of at most ``size``.
+def plan_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool, steps_of: Mapping[Any, np.ndarray]) -> list[list[Cell]]:
+    """Cells with one training config and eval schedule (and one seed when ``by_seed``), ordered by
+    axis value, cut into batches of at most ``size`` cells of nearly equal sizes.
 
     Batches of the last axis values (the largest N) are handed out first: they tend to run longest
     (more to evaluate, slower to converge), so the short ones fill in behind them at the end.
@@ -143,42 +130,76 @@ def plan_batches(spec: Spec, cells: list[Cell], size: int) -> list[list[Cell]]:
         return [[c] for c in cells]
     groups: dict[Any, list[Cell]] = {}
     for c in cells:
-        groups.setdefault(spec.cell_train(c.settings), []).append(c)
+        key = (spec.cell_train(c.settings), tuple(steps_of[c.value]), c.seed if by_seed else None)
+        groups.setdefault(key, []).append(c)
     batches = []
     for group in groups.values():
         group.sort(key=lambda c: (c.index[1:], c.index[0]))  # axis value, settings, seed, then w
         bounds = np.linspace(0, len(group), math.ceil(len(group) / size) + 1).round().astype(int)
-        batches += [group[a:b] for a, b in zip(bounds[:-1], bounds[1:])]  # nearly equal sizes
+        batches += [group[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     return sorted(batches, key=lambda b: -b[-1].index[1])
 
 
-def run_batch(spec_dict: dict[str, Any], data_dir: str | None, cells: list[Cell], threads: int) -> list[tuple[Cell, CellResult]]:
-    """Worker entry point: everything it needs arrives as plain data, the task is built once per process.
+@functools.lru_cache(maxsize=2)
+def _worker_task(ref: str | type[Task], options_json: str, data_dir: str | None) -> Task:
+    return make_task(ref, json.loads(options_json), data_dir)
 
-    Cells that take equally many rows per step (a full-batch cell takes its whole set) and share a
-    training config train together as one batched model; a lone cell, or a task that cannot be
-    vectorized, goes through ``train_cell``.
+
+def worker_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: str | None, cells: list[Cell],
+              threads: int, batched: bool, report: Report | None = None) -> list[tuple[Cell, CellResult]]:
+    """Worker entry point: everything it needs arrives as plain data (or the task class itself, when
+    no import path reaches it); the task is built once per process.
+
+    Cells that take equally many rows per step and share a training config and eval schedule train
+    together as one batched model when ``batched``; otherwise each goes through ``train_cell``.
     """
-    spec = resolve(spec_dict)
-    task = _worker_task(spec.task, json.dumps(spec.task_options, sort_keys=True), data_dir)
+    spec = resolve({**spec_dict, "task": task_ref})
+    task = _worker_task(task_ref, json.dumps(spec.task_options, sort_keys=True), data_dir)
+    before = torch.get_num_threads()
     torch.set_num_threads(min(threads, task.max_threads or threads))
-    splits = {}  # one data set per axis value, shared by the cells that have it
-    for c in cells:
-        if c.value not in splits:
-            splits[c.value] = task.data(c.value)
-    parts: dict[Any, list[Cell]] = {}
-    for c in cells:
-        train = spec.cell_train(c.settings)
-        parts.setdefault((train, rows_per_step(len(splits[c.value].train_x), train.batch_size)), []).append(c)
-    out = []
-    for (train, _), part in parts.items():
-        if len(part) == 1 or not task.vectorizable or train.max_batch_cells == 1:
-            out += [(c, train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval)) for c in part]
-            continue
-        results = train_cells(task, [splits[c.value] for c in part], [c.w for c in part], [c.seed for c in part],
-                              train, spec.eval, worker_device())
-        out += zip(part, results)
-    return out
+    try:
+        splits = {}  # one data set per axis value, shared by the cells that have it
+        for c in cells:
+            if c.value not in splits:
+                splits[c.value] = task.data(c.value)
+        parts: dict[Any, list[Cell]] = {}
+        for c in cells:
+            train, n = spec.cell_train(c.settings), len(splits[c.value].train_y)
+            parts.setdefault((train, rows_per_step(n, train.batch_size), cell_steps(train, n)), []).append(c)
+        out = []
+        for (train, _, budget), part in parts.items():
+            progress = _CellProgress(report, budget)
+            if len(part) == 1 or not batched:
+                out += [(c, progress.finished(train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval,
+                                                         progress.steps))) for c in part]
+                continue
+            results = train_cells(task, [splits[c.value] for c in part], [c.w for c in part], [c.seed for c in part],
+                                  train, spec.eval, worker_device(), progress.steps)
+            out += zip(part, [progress.finished(r) for r in results])
+        return out
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class _CellProgress:
+    """Forwards a trainer's step counts to the driver, and a finished cell's unrun steps as skipped."""
+
+    report: Report | None
+    budget: int
+
+    def steps(self, n: int) -> None:
+        if self.report is not None:
+            self.report(n)
+
+    def finished(self, result: CellResult) -> CellResult:
+        if self.report is not None and result.steps < self.budget:
+            self.report(0, self.budget - result.steps)
+        return result
 
 
 def check_writable(out: Path) -> None:
@@ -187,40 +208,72 @@ def check_writable(out: Path) -> None:
         raise UserError(f"--out {out} exists and is not a zarr directory")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryDirectory(dir=out.parent, prefix=".landscape-probe-").cleanup()
+        for where in (out.parent, out) if out.exists() else (out.parent,):
+            tempfile.TemporaryDirectory(dir=where, prefix=".landscape-probe-").cleanup()
     except OSError as e:
         raise UserError(f"--out {out} is not writable: {e.strerror or e}") from None
 
 
-def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool) -> None:
-    """Create the template cube, or check that an existing one holds this very spec."""
+@dataclass(frozen=True)
+class Plan:
+    """What a cube fixes at creation and every resume reuses: the path its cells train on."""
+
+    batching: Batching
+    batch_cells: int
+    jobs: int
+    device: str
+
+    def attrs(self) -> dict[str, Any]:
+        return {"batched": int(self.batching.batched), "batching": self.batching.reason,
+                "batch_random": int(self.batching.random), "batch_cells": self.batch_cells,
+                "batch_plan_jobs": self.jobs, "batch_plan_device": self.device}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> Plan:
+        return cls(Batching(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
+                   int(attrs["batch_cells"]), int(attrs["batch_plan_jobs"]), str(attrs["batch_plan_device"]))
+
+
+def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int, device: str,
+                  steps_of: Mapping[Any, np.ndarray]) -> Plan:
+    """Create the template cube with its plan, or check that an existing one holds this very spec
+    and return the plan stored in it."""
     w0 = default_init_norm(task)
     if out.exists() and not overwrite:
         existing = cube.open_cube(out)
-        if cube.stored_spec(existing) != spec.to_dict():
-            raise UserError(
-                f"{out} holds a different spec (stored task {existing.attrs.get('task')!r}); "
-                "use --overwrite to replace it, or another --out"
-            )
+        differences = spec_differences(cube.stored_spec(existing), spec.to_dict())
+        if differences:
+            raise UserError(f"{out} holds a different spec ({'; '.join(differences[:3])}"
+                            f"{'; ...' if len(differences) > 3 else ''}); use --overwrite to replace it, or another --out")
         if existing.attrs.get("data_source") != task.data_source:
             raise UserError(
                 f"{out} was computed on {existing.attrs.get('data_source')!r}, not {task.data_source!r}; "
                 "use --overwrite or another --out"
             )
-        return
+        return Plan.from_attrs(existing.attrs)
+    batching = decide(task, spec, w0)
+    cells = int(np.prod([len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds)]))
+    plan = Plan(batching, batch_cells(spec, batching, cells, jobs, device), jobs, device)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        layers = list(task.parameter_groups(task.build_model()))
     ds = cube.template(
         dims=spec.cell_dims,
         coords={"w": norm_values(spec, w0), spec.axis: spec.axis_values, **spec.train_axes, "seed": spec.seeds},
         axis=task.axis,
         axis_long_name=task.axis_long_name,
         w0=w0,
-        steps=eval_steps(spec.train.steps, spec.eval),
+        steps=np.unique(np.concatenate(list(steps_of.values()))),
+        layers=layers,
         attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source),
-               **{FIXED_PREFIX + name: value for name, value in task.fixed.items()}},
+               **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
+               "dtype": spec.train.dtype, **plan.attrs()},
         extra_curves=task.extra_curves,
         extra_values=task.extra_values,
     )
-    cube.create(out, ds, overwrite=overwrite)
+    with deferred_interrupt():  # a half-made store is never left behind
+        cube.create(out, ds, overwrite=overwrite)
+    return plan
 
 
 @contextlib.contextmanager
@@ -240,38 +293,108 @@ def deferred_interrupt() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-@contextlib.contextmanager
-def parallel_backend(backend: str, scheduler: str | None, jobs: int) -> Iterator[int]:
-    """Enter the joblib backend; yields the number of parallel workers and torch threads per cell."""
-    if backend == "loky":
-        with joblib.parallel_config(backend="loky"):
-            yield jobs
-        return
-    from distributed import Client, LocalCluster
+class _Executor:
+    """Where batches run: the driver itself, loky worker processes, or a dask cluster."""
 
-    if scheduler:
+    def __init__(self, backend: str, scheduler: str | None, jobs: int):
+        self.backend, self.client, self.cluster, self.pool = backend, None, None, None
+        if backend == "dask":
+            from distributed import Client, LocalCluster
+
+            if scheduler:
+                try:
+                    self.client = Client(scheduler, timeout="10s")
+                except (OSError, TimeoutError, ValueError) as e:
+                    raise UserError(f"--scheduler {scheduler}: cannot reach a dask scheduler ({e})") from None
+            else:
+                self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+                self.client = Client(self.cluster)
+            self.workers = sum(self.client.nthreads().values()) or 1
+        else:
+            self.workers = jobs
+
+    def channel(self, bar: Bar) -> SocketChannel | DirectChannel | DaskChannel:
+        if self.client is not None:
+            return DaskChannel(bar, self.client, f"landscape-progress-{uuid.uuid4().hex}")
+        return DirectChannel(bar) if self.workers == 1 else SocketChannel(bar)
+
+    def results(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
+        """Results of ``run_batch(*call)`` for every call, as they finish."""
+        if self.client is not None:
+            yield from self._dask(calls)
+        elif self.workers == 1:  # one job: train in the driver, no worker process to start
+            for call in calls:
+                yield run_batch(*call)
+        else:
+            yield from self._loky(calls)
+
+    def _loky(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
+        import concurrent.futures
+
+        from joblib.externals.loky import get_reusable_executor
+
+        # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
+        self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60)
+        futures = [self.pool.submit(run_batch, *call) for call in calls]
         try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as e:
-            raise UserError(f"--scheduler {scheduler}: cannot reach a dask scheduler ({e})") from None
-        cluster = None
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def _dask(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
+        from distributed import as_completed
+
+        futures = [self.client.submit(run_batch, *call, pure=False) for call in calls]
+        try:
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except (KeyboardInterrupt, UserError):
+                    raise
+                except Exception as e:
+                    if self.client.status not in ("running", "connecting"):
+                        raise ClusterLost(f"lost the dask cluster ({type(e).__name__}: {e})") from None
+                    raise
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self, interrupted: bool) -> None:
+        if self.pool is not None and interrupted:
+            self.pool.shutdown(wait=False, kill_workers=True)  # stop training that nobody will write
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+
+
+def as_spec(spec: Spec | Mapping[str, Any] | str | Path, overrides: list[str] | tuple[str, ...] = (),
+            task: type[Task] | None = None) -> Spec:
+    """A Spec from a spec file, a spec dict or a Spec, with ``--set``-style overrides and an optional
+    Task class in place of the spec's task name."""
+    if isinstance(spec, Spec):
+        if not overrides and task is None:
+            return spec
+        raw = spec.to_dict() | {"task": spec.task_class or spec.task}
+    elif isinstance(spec, Mapping):
+        raw = dict(spec)
     else:
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-    try:
-        workers = sum(client.nthreads().values()) or 1
-        with joblib.parallel_config(backend="dask"):
-            yield workers
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        raw = read_spec_file(spec)
+    if task is not None:
+        raw["task"] = task
+    return resolve(apply_overrides(raw, list(overrides)))
 
 
 def run_grid(
-    spec: Spec,
+    spec: Spec | Mapping[str, Any] | str | Path,
     out: str | Path,
     *,
+    overrides: list[str] | tuple[str, ...] = (),
+    task: type[Task] | None = None,
     jobs: int = 0,
     backend: str = "loky",
     scheduler: str | None = None,
@@ -279,7 +402,12 @@ def run_grid(
     data_dir: str | None = None,
     progress: bool = True,
 ) -> RunSummary:
-    """Compute every pending cell of ``spec`` into the cube at ``out``."""
+    """Compute every pending cell of a grid into the cube at ``out``; rerunning resumes.
+
+    ``spec`` is a spec file, a spec dict (as the TOML reads) or a ``Spec``; ``overrides`` are
+    ``--set`` strings such as ``"train.steps=600"``; ``task`` is a Task subclass to use in place
+    of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core.
+    """
     out = Path(out)
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r} (known: {', '.join(BACKENDS)})")
@@ -287,42 +415,81 @@ def run_grid(
         raise UserError(f"--jobs {jobs} must be >= 0 (0 = all cores)")
     if scheduler and backend != "dask":
         raise UserError("--scheduler needs --backend dask")
+    spec = as_spec(spec, overrides, task)
     cores = os.cpu_count() or 1
-    task = spec.make_task(data_dir)
+    the_task = spec.make_task(data_dir)
     device = worker_device()
     # A GPU: one worker feeding it big batches; on CPU all cores by default.
-    jobs = jobs or (1 if device == "cuda" and backend == "loky" and task.vectorizable else cores)
-    task.check_axis(spec.axis_values)
+    jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
+    the_task.check_axis(spec.axis_values)
     check_writable(out)
+    steps_of = schedules(spec, the_task)
 
-    with parallel_backend(backend, scheduler, jobs) as workers:
-        prepare_store(spec, task, out, overwrite)
-        stored = cube.open_cube(out)
-        status = stored["status"].transpose(*spec.cell_dims).values
-        cells = plan(spec, list(stored["w"].values), status)
-        total = status.size
-        evals = stored["step"].values
-        batches = plan_batches(spec, cells, batch_cells(spec, task, len(cells), workers, device))
-        # torch threads per worker x workers = cores. Threads are fixed by --jobs, not raised when
-        # there are fewer batches than workers: spare OpenMP threads spin, and on a busy machine a
-        # small model ran 10x slower with 2 threads than with 1 (measured).
-        threads = 1 if backend == "dask" else max(1, cores // jobs)
-        n_jobs = min(workers, max(len(batches), 1))
-        bar = tqdm(total=total, initial=total - len(cells), unit="cell", desc=spec.task,
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
-        results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            joblib.delayed(run_batch)(spec.to_dict(), task.data_dir, b, threads) for b in batches
-        )
-        ran = 0
+    from landscape.lock import cube_lock
+
+    with cube_lock(out):
+        executor = _Executor(backend, scheduler, jobs)
         try:
-            for batch in results:
-                for cell, result in batch:
-                    with deferred_interrupt():
-                        cube.write_cell(out, spec.cell_dims, cell.index, result, evals, spec.eval.level)
-                    ran += 1
-                    bar.update(1)
+            return _run(spec, the_task, out, overwrite, executor, jobs, cores, device, steps_of, data_dir, progress)
         finally:
-            bar.close()
-            if hasattr(results, "close"):
-                results.close()
-    return RunSummary(total=total, already_done=total - len(cells), ran=ran)
+            executor.close(interrupted=sys.exc_info()[0] is not None)
+
+
+def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, jobs: int, cores: int,
+         device: str, steps_of: Mapping[Any, np.ndarray], data_dir: str | None, progress: bool) -> RunSummary:
+    # With dask, the plan's job count is the cluster's: it decides batch sizes, so resumes reuse it.
+    plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of)
+    stored = cube.open_cube(out)
+    status = stored["status"].transpose(*spec.cell_dims).values
+    cells = all_cells(spec, list(stored["w"].values), status.shape)
+    pending = {c.index for c in cells if status[c.index] == STATUS_PENDING}
+    already_done = status.size - len(pending)
+    batches = [b for b in plan_batches(spec, cells, plan.batch_cells, plan.batching.random, steps_of)
+               if any(c.index in pending for c in b)]
+    evals = stored["step"].values
+    total = status.size
+    budget = sum(int(steps_of[c.value][-1]) for b in batches for c in b)
+    # torch threads per worker x workers = cores. Threads are fixed by --jobs, not raised when
+    # there are fewer batches than workers: spare OpenMP threads spin, and on a busy machine a
+    # small model ran 10x slower with 2 threads than with 1 (measured).
+    threads = 1 if executor.backend == "dask" else max(1, cores // jobs)
+    stop_after = _stop_after()
+    bar = Bar(budget, total, already_done, task.name, progress)
+    channel = executor.channel(bar)
+    calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.batching.batched, channel.report())
+             for b in batches]
+    ran = 0
+    try:
+        for batch in executor.results(calls):
+            for cell, result in batch:
+                if cell.index not in pending:
+                    continue  # a batch-mate written before: trained again only to keep the batch whole
+                with deferred_interrupt():
+                    cube.write_cell(out, spec.cell_dims, cell.index, result, evals, spec.eval.level)
+                pending.discard(cell.index)
+                ran += 1
+                bar.cell_written()
+                if stop_after and ran == stop_after[0]:
+                    os.kill(os.getpid(), stop_after[1])
+    except KeyboardInterrupt:
+        raise Interrupted(out, total - len(pending), total) from None
+    finally:
+        channel.close()
+        bar.close()
+    return RunSummary(total=total, already_done=already_done, ran=ran)
+
+
+def _task_ref(spec: Spec) -> str | type[Task]:
+    """What workers resolve the task from: its stored name or import path, or the class itself
+    when no import path reaches it (a class defined in __main__ or a notebook: pickled by value)."""
+    if spec.task_class is None or ":" not in spec.task or importable(spec.task_class):
+        return spec.task
+    return spec.task_class
+
+
+def _stop_after() -> tuple[int, int] | None:
+    text = os.environ.get(STOP_AFTER_ENV)
+    if not text:
+        return None
+    count, _, name = text.partition(":")
+    return int(count), getattr(signal, f"SIG{name or 'INT'}")

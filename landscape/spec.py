@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from landscape.dtypes import DTYPES
 from landscape.errors import UserError
-from landscape.tasks import Task, make_task, task_class
+from landscape.tasks import Task, make_task
 from landscape.tasks.base import parse_options
+from landscape.tasks.registry import reference, resolve_task
 
 SECTIONS = ("task", "task_options", "axes", "train", "eval")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -31,6 +33,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 0  # 0 = full batch
     steps: int = 1000
+    #: Train for this many passes over each cell's training set instead of ``steps`` (0 = off): a
+    #: cell then runs epochs x (its N // batch_size) steps, so the steps depend on the axis value.
+    epochs: int = 0
+    #: Clip each cell's global gradient norm to this value before the step (0 = off).
+    grad_clip: float = 0.0
+    #: Float precision of parameters and data: "float32" or "float64".
+    dtype: str = "float32"
     constrain_norm: bool = True
     #: Cells one worker trains together as one batched model: 0 = chosen from device and memory,
     #: 1 = the per-cell path.
@@ -52,7 +61,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    every: int | str = 100  # eval every k steps, or "log" for `points` log-spaced steps
+    every: int | str = 100  # eval every k steps, "log" for `points` log-spaced steps, or "epoch"
     samples: int = 0  # 0 = every sample; otherwise a fixed random subset of that size
     points: int = 60  # number of log-spaced eval steps when every = "log"
     #: Accuracy level for t_fit / t_gen; a spec without it gets the task's default_level.
@@ -63,7 +72,7 @@ class EvalConfig:
 class Spec:
     """A resolved grid: everything needed to plan and train every cell."""
 
-    task: str
+    task: str  # as stored in the cube: a task name or "package.module:ClassName"
     task_options: dict[str, Any]
     norm_axis: str  # "alpha" or "w": how the user gave the norm axis
     norm_values: list[float]
@@ -74,6 +83,8 @@ class Spec:
     eval: EvalConfig = field(default_factory=EvalConfig)
     #: Training-setting axes (``wd``, ``lr``) in cube order; empty for a landscape grid.
     train_axes: dict[str, list[float]] = field(default_factory=dict)
+    #: The resolved task class (a Python API caller may pass one that no import path reaches).
+    task_class: type[Task] | None = field(default=None, compare=False, repr=False)
 
     @property
     def cell_dims(self) -> tuple[str, ...]:
@@ -98,7 +109,31 @@ class Spec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def make_task(self, data_dir: str | None = None) -> Task:
-        return make_task(self.task, self.task_options, data_dir)
+        return make_task(self.task_class or self.task, self.task_options, data_dir)
+
+
+def spec_differences(stored: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Fields where two canonical specs differ, as ``"train.steps: stored 4000, given 300"``."""
+    a, b = _flatten(stored), _flatten(given)
+    return [f"{key}: stored {_show(a.get(key))}, given {_show(b.get(key))}"
+            for key in sorted(a.keys() | b.keys()) if a.get(key, _MISSING) != b.get(key, _MISSING)]
+
+
+_MISSING = object()
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _show(value: Any) -> str:
+    return "(none)" if value is None else json.dumps(value)
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
@@ -117,7 +152,10 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides; values are TOML, a bare word is taken as a string."""
-    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    task = raw.get("task")
+    raw = json.loads(json.dumps({k: v for k, v in raw.items() if k != "task"}))  # deep copy of plain data
+    if task is not None:
+        raw["task"] = task  # may be a Task class (Python API)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -144,10 +182,8 @@ def resolve(raw: dict[str, Any]) -> Spec:
             raise UserError(f"unknown key {key!r} in spec (known: {', '.join(SECTIONS)})")
     if "task" not in raw:
         raise UserError("spec has no 'task' key")
-    name = raw["task"]
-    if not isinstance(name, str):
-        raise UserError(f"task = {name!r} should be a task name string")
-    cls = task_class(name)
+    cls = resolve_task(raw["task"])
+    name = raw["task"] if isinstance(raw["task"], str) else reference(cls)
     options = dataclasses.asdict(parse_options(cls.Options, _table(raw, "task_options")))
     axes = dict(_table(raw, "axes"))
 
@@ -180,7 +216,7 @@ def resolve(raw: dict[str, Any]) -> Spec:
         for v in values:
             _check_train(dataclasses.replace(train, **{TRAIN_AXES[axis_name]: v}), where=f"axes.{axis_name}")
     _check_eval(evalc)
-    return Spec(name, options, norm_axis, norm_values, cls.axis, axis_values, seeds, train, evalc, train_axes)
+    return Spec(name, options, norm_axis, norm_values, cls.axis, axis_values, seeds, train, evalc, train_axes, cls)
 
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
@@ -231,6 +267,12 @@ def _check_train(t: TrainConfig, where: str = "") -> None:
         raise UserError(f"train.batch_size = {t.batch_size} must be >= 0 (0 = full batch)")
     if t.steps < 1:
         raise UserError(f"train.steps = {t.steps} must be at least 1")
+    if t.epochs < 0:
+        raise UserError(f"train.epochs = {t.epochs} must be >= 0 (0 = use train.steps)")
+    if t.grad_clip < 0:
+        raise UserError(f"train.grad_clip = {t.grad_clip} must be >= 0 (0 = off)")
+    if t.dtype not in DTYPES:
+        raise UserError(f"train.dtype = {t.dtype!r} (known: {', '.join(DTYPES)})")
     if t.max_batch_cells < 0:
         raise UserError(f"train.max_batch_cells = {t.max_batch_cells} must be >= 0 (0 = auto, 1 = per cell)")
     if t.stop_window < 0:
@@ -249,8 +291,8 @@ def _check_train(t: TrainConfig, where: str = "") -> None:
 
 
 def _check_eval(e: EvalConfig) -> None:
-    if isinstance(e.every, str) and e.every != "log":
-        raise UserError(f"eval.every = {e.every!r}: expected a step count or \"log\"")
+    if isinstance(e.every, str) and e.every not in ("log", "epoch"):
+        raise UserError(f"eval.every = {e.every!r}: expected a step count, \"log\" or \"epoch\"")
     if isinstance(e.every, int) and e.every < 1:
         raise UserError(f"eval.every = {e.every} must be at least 1")
     if not 0 < e.level <= 1:

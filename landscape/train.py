@@ -1,6 +1,10 @@
 """Training one grid cell: default init rescaled to norm w, then optimise on the sphere.
 
 The loop is deliberately flat (nanoGPT style): build, rescale, step, evaluate at eval steps.
+Training runs in ``model.train()``, evaluation in ``model.eval()`` without grad, so Dropout is off
+and BatchNorm uses (and never updates) its running statistics on eval data. Random layers draw from
+a stream that depends only on the cell's seed and the step (``step_seed``), which the batched
+trainer reproduces.
 """
 from __future__ import annotations
 
@@ -8,24 +12,28 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from landscape.dtypes import cast, torch_dtype
 from landscape.norm import NormConstrained, global_norm, project_to_sphere
 from landscape.schema import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING  # noqa: F401 (re-exported)
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 
 _EVAL_CHUNK = 8192  # rows per forward pass at eval time, to bound memory on 60k-sample sets
+_PROGRESS_EVERY = 256  # steps between progress reports of a cell
 
 
 @dataclass
 class CellResult:
     """What a worker sends back: a few KB per cell."""
 
+    eval_steps: np.ndarray  # the cell's own eval steps (a subset of the cube's step coordinate)
     curves: np.ndarray  # (len(CURVES), n_evals), NaN where not reached
+    layer_norms: np.ndarray  # (parameter groups, n_evals): norm of each Task.parameter_groups group
     norm: float
     steps: int
     seconds: float
@@ -35,14 +43,35 @@ class CellResult:
     extra_values: dict[str, float] = field(default_factory=dict)
 
 
-def eval_steps(steps: int, evalc: EvalConfig) -> np.ndarray:
-    """Steps at which a cell is evaluated: 0, then every k steps or log-spaced, and always the last."""
+def eval_steps(steps: int, evalc: EvalConfig, per_epoch: int = 1) -> np.ndarray:
+    """Steps at which a cell is evaluated: 0, then every k steps, log-spaced or at every epoch's end
+    (``per_epoch`` steps apart), and always the last."""
     if evalc.every == "log":
         # Log spacing keeps a 10^5-step run to a few dozen evals; rounding merges the early ones.
         grid = np.rint(np.logspace(0, np.log10(steps), evalc.points)).astype(np.int64)
     else:
-        grid = np.arange(0, steps + 1, evalc.every)
+        grid = np.arange(0, steps + 1, per_epoch if evalc.every == "epoch" else evalc.every)
     return np.unique(np.concatenate([[0], grid, [steps]]))
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over n samples (an epoch drops its last incomplete minibatch)."""
+    return 1 if full_batch(n, batch_size) else n // batch_size
+
+
+def cell_steps(train: TrainConfig, n: int) -> int:
+    """Optimizer steps of a cell with n training samples: ``train.steps``, or ``train.epochs`` passes."""
+    return train.epochs * steps_per_epoch(n, train.batch_size) if train.epochs else train.steps
+
+
+def cell_eval_steps(train: TrainConfig, evalc: EvalConfig, n: int) -> np.ndarray:
+    """The eval steps of a cell with n training samples; the last one is its step budget."""
+    return eval_steps(cell_steps(train, n), evalc, steps_per_epoch(n, train.batch_size))
+
+
+def step_seed(seed: int, step: int) -> int:
+    """Seed of the random layers (Dropout) at one step of a cell: its own stream, whatever else runs."""
+    return (int(seed) * 1_000_003 + int(step)) % (1 << 63)
 
 
 def make_optimizer(train: TrainConfig, params: list[torch.nn.Parameter], fused: bool = False) -> torch.optim.Optimizer:
@@ -110,10 +139,10 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator
         yield from order.take(n // batch_size)
 
 
-def eval_subset(n: int, samples: int) -> torch.Tensor | None:
-    """A fixed subset of ``samples`` rows (the same at every eval step), or None for all rows."""
+def eval_rows(n: int, samples: int) -> torch.Tensor:
+    """The rows evaluated at each eval step: all n, or a fixed random subset of ``samples`` rows."""
     if samples == 0 or samples >= n:
-        return None
+        return torch.arange(n)
     return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:samples]
 
 
@@ -137,56 +166,71 @@ def converged(train_loss: np.ndarray, train: TrainConfig) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(task: Task, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean loss and mean error over (x, y), in chunks."""
+def evaluate(task: Task, model: torch.nn.Module, x: Any, y: torch.Tensor, rows: torch.Tensor) -> tuple[float, float]:
+    """Mean loss and mean error over samples ``rows`` of (x, y), in chunks, in eval mode."""
+    model.eval()
     loss_sum, err_sum = 0.0, 0.0
-    for start in range(0, len(x), _EVAL_CHUNK):
-        xb, yb = x[start : start + _EVAL_CHUNK], y[start : start + _EVAL_CHUNK]
-        pred = model(xb)
-        loss_sum += float(task.loss(pred, yb)) * len(xb)
+    for start in range(0, len(rows), _EVAL_CHUNK):
+        chunk = rows[start : start + _EVAL_CHUNK]
+        pred, yb = model(task.select(x, chunk)), y[chunk]
+        loss_sum += float(task.loss(pred, yb)) * len(chunk)
         err_sum += float(task.errors(pred, yb).sum())
-    return loss_sum / len(x), err_sum / len(x)
+    model.train()
+    return loss_sum / len(rows), err_sum / len(rows)
 
 
-def init_cell(task: Task, w: float, seed: int) -> tuple[torch.nn.Module, list[torch.nn.Parameter]]:
-    """A cell's model at step 0 and its constrained parameters: the seed's default init, rescaled to norm w."""
+def init_cell(task: Task, w: float, seed: int, dtype: str = "float32") -> tuple[torch.nn.Module, list[torch.nn.Parameter]]:
+    """A cell's model at step 0 and its constrained parameters: the seed's default init, in ``dtype``,
+    rescaled to norm w. The init is drawn in float32 whatever the dtype, so float64 cells start at
+    the same point."""
     torch.manual_seed(seed)  # one init direction per seed, shared by every w and axis value
-    model = task.build_model()
+    model = task.build_model().to(torch_dtype(dtype))
     params = task.constrained_parameters(model)
     project_to_sphere(params, w)
     return model, params
 
 
-def eval_set(x: torch.Tensor, y: torch.Tensor, evalc: EvalConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (x, y) evaluated at each eval step: all rows, or the fixed subset ``eval_subset`` picks."""
-    pick = eval_subset(len(x), evalc.samples)
-    return (x, y) if pick is None else (x[pick], y[pick])
+def group_norms(groups: dict[str, list[torch.nn.Parameter]]) -> list[float]:
+    return [float(global_norm(ps)) for ps in groups.values()]
 
 
-def train_cell(task: Task, split: Split, w: float, seed: int, train: TrainConfig, evalc: EvalConfig) -> CellResult:
+def train_cell(task: Task, split: Split, w: float, seed: int, train: TrainConfig, evalc: EvalConfig,
+               progress: Callable[[int], None] | None = None) -> CellResult:
+    """Train one cell; ``progress`` is called with the steps done since its last call."""
     start_time = time.perf_counter()
-    model, params = init_cell(task, w, seed)
+    model, params = init_cell(task, w, seed, train.dtype)
+    groups = task.parameter_groups(model)
     opt = make_optimizer(train, list(model.parameters()))
     scheduler = make_scheduler(opt, train)  # on the inner optimizer: StepLR checks its type
     if train.constrain_norm:
         opt = NormConstrained(opt, params, w)
 
+    split = cast(split, torch_dtype(train.dtype))
     x, y = split.train_x, split.train_y
-    batches = minibatches(len(x), train.batch_size, torch.Generator().manual_seed(seed))
-    sets = eval_set(x, y, evalc), eval_set(split.test_x, split.test_y, evalc)
-    evals = eval_steps(train.steps, evalc)
+    n = len(y)
+    batches = minibatches(n, train.batch_size, torch.Generator().manual_seed(seed))
+    whole = task.select(x, torch.arange(n)) if full_batch(n, train.batch_size) else None
+    sets = ((x, y, eval_rows(n, evalc.samples)), (split.test_x, split.test_y, eval_rows(len(split.test_y), evalc.samples)))
+    evals = cell_eval_steps(train, evalc, n)
     curves = np.full((len(CURVES), len(evals)), np.nan)
+    layer_norms = np.full((len(groups), len(evals)), np.nan)
     extra = np.full((len(task.extra_curves), len(evals)), np.nan)
-    status, step, k = STATUS_DONE, 0, 0
+    status, step, k, reported = STATUS_DONE, 0, 0, 0
 
     model.train()
-    for step in range(train.steps + 1):
+    for step in range(evals[-1] + 1):
+        if progress is not None and (step - reported >= _PROGRESS_EVERY or step == evals[k]) and step > reported:
+            progress(step - reported)
+            reported = step
         if step == evals[k]:
             (tr_loss, tr_err), (te_loss, te_err) = (evaluate(task, model, *s) for s in sets)
             curves[:, k] = tr_loss, te_loss, tr_err, te_err, float(global_norm(params))
+            layer_norms[:, k] = group_norms(groups)
             if task.extra_curves:
+                model.eval()
                 with torch.no_grad():
                     measured = task.measure_extra_curves(model, split)
+                model.train()
                 extra[:, k] = [measured[name] for name in task.extra_curves]
             k += 1
             if not (math.isfinite(tr_loss) and math.isfinite(te_loss)):
@@ -194,19 +238,24 @@ def train_cell(task: Task, split: Split, w: float, seed: int, train: TrainConfig
                 break
             if converged(curves[0, :k], train):
                 break
-        if step == train.steps:
+        if step == evals[-1]:
             break
         idx = next(batches)
-        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+        xb, yb = (whole, y) if idx is None else (task.select(x, idx), y[idx])
+        torch.default_generator.manual_seed(step_seed(seed, step))
         loss = task.loss(model(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip, foreach=True)
         opt.step()
         if scheduler is not None:
             scheduler.step()
 
     return CellResult(
+        eval_steps=evals,
         curves=curves,
+        layer_norms=layer_norms,
         norm=float(global_norm(params)),
         steps=step,
         seconds=time.perf_counter() - start_time,

@@ -4,12 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import xarray as xr
 
+from landscape import grid
 from landscape.cli import main
 
 
@@ -21,7 +21,7 @@ def test_small_teacher_student_grid(tiny_spec, tmp_path, capsys):
     out = tmp_path / "ts.zarr"
     assert run_cli("grid", tiny_spec, "--out", out, "--jobs", "2", "--quiet") == 0
     ds = xr.open_zarr(out)
-    assert dict(ds.sizes) == {"w": 3, "N": 2, "seed": 1, "step": 4}
+    assert dict(ds.sizes) == {"w": 3, "N": 2, "seed": 1, "step": 4, "layer": 3}
     for name in ("train_loss", "test_loss", "train_err", "test_err", "norm", "steps", "seconds", "status"):
         assert ds[name].dims == ("w", "N", "seed"), name
     for name in ("train_loss_curve", "test_loss_curve", "train_err_curve", "test_err_curve"):
@@ -66,37 +66,72 @@ def test_different_spec_is_refused_unless_overwrite(tiny_spec, tmp_path, capsys)
     assert (xr.open_zarr(out)["steps"] == 40).all()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", ["INT", "KILL"])
 def test_interrupted_grid_resumes_without_recomputing(tiny_spec, tmp_path, sig):
+    """Interrupted at a deterministic place (after 2 written cells), whatever the machine's speed."""
     out = tmp_path / "ts.zarr"
-    slow = ["--set", "train.steps=1500", "--set", "eval.every=500"]
-    cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(out), "--jobs", "1", "--quiet", *slow]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    done = 0
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if (out / ".zmetadata").exists():
-            done = int((xr.open_zarr(out)["status"].values == 1).sum())
-            if done >= 2:
-                break
-    assert proc.poll() is None, "grid finished before it could be interrupted"
-    proc.send_signal(sig)
-    proc.wait(timeout=60)
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130
-        assert "rerun the same command to resume" in proc.stderr.read()
-    first = xr.open_zarr(out)
-    finished = first["status"].values == 1
-    assert 2 <= finished.sum() < finished.size
-    seconds_before = first["seconds"].values[finished].copy()
+    cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(out), "--jobs", "1", "--quiet",
+           "--set", "train.max_batch_cells=1"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, grid.STOP_AFTER_ENV: f"2:{sig}"})
+    if sig == "INT":
+        assert first.returncode == 130, first.stderr
+        assert "2/6 cells are stored" in first.stderr and "rerun the same command to resume" in first.stderr
+    else:
+        assert first.returncode == -signal.SIGKILL
+    stored = xr.open_zarr(out)
+    finished = stored["status"].values == 1
+    assert finished.sum() == 2
+    seconds_before = stored["seconds"].values[finished].copy()
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{finished.size - finished.sum()} computed now, {finished.sum()} already there" in rerun.stdout
+    assert "4 computed now, 2 already there" in rerun.stdout
     second = xr.open_zarr(out)
     assert (second["status"] == 1).all()
     np.testing.assert_array_equal(second["seconds"].values[finished], seconds_before)
+
+
+def test_resumed_grid_equals_an_uninterrupted_one(tiny_spec, tmp_path):
+    """Batched cells keep their batch-mates across a resume, so every value is bit for bit the same."""
+    whole, resumed = tmp_path / "whole.zarr", tmp_path / "resumed.zarr"
+    args = ["--jobs", "1", "--quiet", "--set", "train.max_batch_cells=2"]
+    assert run_cli("grid", tiny_spec, "--out", whole, *args) == 0
+    env = {**os.environ, grid.STOP_AFTER_ENV: "3"}  # mid-way through the second batch of two
+    cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(resumed), *args]
+    assert subprocess.run(cmd, capture_output=True, timeout=600, env=env).returncode == 130
+    assert int((xr.open_zarr(resumed)["status"].values == 1).sum()) == 3
+    assert run_cli("grid", tiny_spec, "--out", resumed, *args) == 0
+    a, b = xr.open_zarr(whole), xr.open_zarr(resumed)
+    assert a.attrs["batched"] == 1 and a.attrs["batch_cells"] == 2
+    for name in ("train_loss", "test_loss", "train_err", "test_err", "norm", "train_loss_curve", "layer_norm_curve"):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_progress_counts_cell_steps_from_the_workers(tiny_spec, tmp_path, monkeypatch):
+    """The bar hears from the workers while they train: more reports than batches, and every step."""
+    from landscape import progress
+
+    seen = []
+    monkeypatch.setattr(progress.Bar, "advance", lambda self, steps, skipped=0: seen.append((steps, skipped)))
+    spec = tiny_spec.read_text().replace("steps = 60", "steps = 600")
+    path = tmp_path / "long.toml"
+    path.write_text(spec)
+    summary = grid.run_grid(path, tmp_path / "p.zarr", jobs=1, progress=False,
+                            overrides=["train.max_batch_cells=3", "eval.every=200"])
+    assert summary.ran == 6
+    assert sum(steps for steps, _ in seen) == 6 * 600
+    assert len(seen) == 2 * 3  # 2 batches of 3 cells, a report per stretch between evals
+
+
+def test_spec_mismatch_names_the_fields(tiny_spec, tmp_path, capsys):
+    out = tmp_path / "ts.zarr"
+    assert run_cli("grid", tiny_spec, "--out", out, "--quiet") == 0
+    capsys.readouterr()
+    assert run_cli("grid", tiny_spec, "--out", out, "--quiet", "--set", "train.steps=40", "--set", "train.lr=0.01") == 2
+    err = capsys.readouterr().err.strip()
+    assert "train.lr: stored 0.001, given 0.01" in err and "train.steps: stored 60, given 40" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_diverging_cell_gets_status_2_and_grid_continues(tiny_spec, tmp_path):

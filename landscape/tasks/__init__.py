@@ -1,33 +1,15 @@
-"""Registry of tasks by name. Adding a task = one module here plus one line in ``TASKS``."""
+"""Tasks: the protocol (base.py), the built-in tasks (one module each) and how a spec finds one (registry.py)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from landscape.errors import UserError
 from landscape.tasks.base import Split, Task, parse_options
-from landscape.tasks.diag_misgrok import DiagMisgrok
-from landscape.tasks.diag_sparse import DiagSparse
-from landscape.tasks.imdb import Imdb
-from landscape.tasks.matrix_completion import MatrixCompletion
-from landscape.tasks.mnist import Mnist
-from landscape.tasks.mnist_repr import MnistRepr
-from landscape.tasks.teacher_student import TeacherStudent
-from landscape.tasks.toy_addition import ToyAddition
-
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TeacherStudent, Mnist, ToyAddition, MnistRepr,
-                                                          DiagSparse, DiagMisgrok, MatrixCompletion, Imdb)}
+from landscape.tasks.registry import resolve_task
 
 
-def task_class(name: str) -> type[Task]:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})") from None
-
-
-def make_task(name: str, options: Mapping[str, Any], data_dir: str | None = None) -> Task:
-    cls = task_class(name)
+def make_task(ref: str | type[Task], options: Mapping[str, Any], data_dir: str | None = None) -> Task:
+    cls = resolve_task(ref)
     return cls(parse_options(cls.Options, options), data_dir=data_dir)
 
 
-__all__ = ["TASKS", "Split", "Task", "make_task", "task_class"]
+__all__ = ["Split", "Task", "make_task", "resolve_task"]

@@ -1,7 +1,8 @@
 """The protocol every task implements, and the helpers tasks share.
 
 A task supplies a model factory, train/test data for one value of its grid axis, a loss and a
-per-sample error. The engine only ever talks to tasks through this class.
+per-sample error. The engine only ever talks to tasks through this class; a task defined outside
+the package (``task = "package.module:ClassName"``) uses the very same door as a built-in one.
 """
 from __future__ import annotations
 
@@ -24,11 +25,18 @@ class NoOptions:
 
 @dataclass(frozen=True)
 class Split:
-    """Training and test tensors. ``*_y`` are the loss targets (one-hot for classifiers)."""
+    """Training and test data of one grid cell; the first dimension of each field indexes samples.
 
-    train_x: torch.Tensor
+    ``*_x`` are model inputs: a tensor, or any collection the task's :meth:`Task.select` can index
+    (e.g. a set of graphs). ``*_y`` are loss targets of any shape the task's ``loss`` accepts:
+    one-hot or real-valued floats for MSE, integer class labels for cross-entropy, probabilities
+    for BCE. The engine casts floating tensors (also inside tuples, lists, dicts and dataclasses)
+    to ``train.dtype``; integer tensors are left alone.
+    """
+
+    train_x: Any
     train_y: torch.Tensor
-    test_x: torch.Tensor
+    test_x: Any
     test_y: torch.Tensor
 
 
@@ -43,12 +51,13 @@ class Task(ABC):
     default_level: ClassVar[float] = 0.95
     #: Task options as a dataclass type; spec ``[task_options]`` keys must be its fields.
     Options: ClassVar[type] = NoOptions
-    #: True when many cells can train as one batched model (landscape.vectorized): the model is a
-    #: pure function of its parameters (no buffers, no in-place state, no data-dependent control
-    #: flow) and ``loss``/``errors`` work under ``torch.func.vmap``. Otherwise cells train one by one.
-    vectorizable: ClassVar[bool] = False
+    #: Whether many cells may train as one batched model (landscape.vectorized). None (the default):
+    #: the runner decides by a probe, a step or two batched against the per-cell result
+    #: (landscape.batching). False forces the per-cell path, True skips the probe.
+    vectorizable: ClassVar[bool | None] = None
     #: Task-specific scalars recorded at every eval, name -> long name; the cube stores each as
-    #: ``<name>_curve`` over ``step``. Measured by :meth:`measure_extra_curves` (per-cell path only).
+    #: ``<name>_curve`` over ``step``. Measured by :meth:`measure_extra_curves` (per-cell path only,
+    #: so a task with extra curves trains cell by cell).
     extra_curves: ClassVar[Mapping[str, str]] = {}
     #: Task-specific constants of a cell (e.g. a reference solution's test error), name -> long
     #: name; the cube stores each as ``<name>`` over the cell dims. Measured by :meth:`measure_extra_values`.
@@ -85,6 +94,17 @@ class Task(ABC):
     def data(self, value: Any) -> Split:
         """Train/test data for one value of the task's axis."""
 
+    def train_size(self, value: Any) -> int:
+        """Training samples at one axis value (plans ``train.epochs``); override when ``data`` is costly."""
+        return len(self.data(value).train_x)
+
+    def select(self, x: Any, rows: torch.Tensor) -> Any:
+        """The model input of samples ``rows`` of ``x`` (a minibatch, or a chunk at eval time).
+
+        Tensor inputs are indexed; a task whose inputs are not one tensor (graphs) collates here.
+        """
+        return x[rows]
+
     @abstractmethod
     def errors(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample 0/1 error (1 - correct), as a float tensor."""
@@ -103,6 +123,16 @@ class Task(ABC):
     def constrained_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """Parameters whose global norm defines w (Omnigrok: all of them)."""
         return list(model.parameters())
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        """The constrained parameters in named groups, whose norms the cube records per eval
+        (``layer_norm_curve`` over ``layer``). Default: one group per top-level submodule."""
+        constrained = {id(p) for p in self.constrained_parameters(model)}
+        groups: dict[str, list[nn.Parameter]] = {}
+        for name, p in model.named_parameters():
+            if id(p) in constrained:
+                groups.setdefault(name.split(".")[0], []).append(p)
+        return groups
 
     def check_axis(self, values: list) -> None:
         """Raise UserError for axis values this task cannot run."""
@@ -142,6 +172,24 @@ def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return F.one_hot(labels.long(), classes).to(torch.get_default_dtype())
 
 
+def labels_of(target: torch.Tensor) -> torch.Tensor:
+    """Class labels of classification targets: integer labels as they are, one-hot rows by argmax."""
+    return target if not target.is_floating_point() else target.argmax(-1)
+
+
 def classification_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Error of an argmax classifier against one-hot targets."""
-    return (pred.argmax(-1) != target.argmax(-1)).to(pred.dtype)
+    """Error of an argmax classifier against one-hot or integer-label targets."""
+    return (pred.argmax(-1) != labels_of(target)).to(pred.dtype)
+
+
+#: Losses of a classifier: MSE against one-hot targets (Omnigrok's default) or cross-entropy on labels.
+CLASSIFIER_LOSSES = ("mse", "ce")
+
+
+def classifier_targets(labels: torch.Tensor, classes: int, loss: str) -> torch.Tensor:
+    """The targets ``loss`` trains on: one-hot rows for "mse", the integer labels for "ce"."""
+    return one_hot(labels, classes) if loss == "mse" else labels.long()
+
+
+def classifier_loss(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    return F.mse_loss(pred, target) if loss == "mse" else F.cross_entropy(pred, target)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from landscape.errors import UserError
-from landscape.tasks.base import Split
+from landscape.tasks.base import Split, labels_of
 from landscape.tasks.messiness import MessinessAxis, mix
 from landscape.tasks.mnist import Mnist, MnistOptions
 
@@ -41,7 +41,10 @@ class MnistRepr(MessinessAxis, Mnist):
         return Split(self._embed(value, raw.train_x, raw.train_y), raw.train_y,
                      self._embed(value, raw.test_x, raw.test_y), raw.test_y)
 
+    def train_size(self, value: float) -> int:
+        return self.options.N
+
     @staticmethod
-    def _embed(m: float, x: torch.Tensor, one_hot_y: torch.Tensor) -> torch.Tensor:
-        clean = TEMPLATE_VALUES[one_hot_y.argmax(1)][:, None].expand_as(x)
+    def _embed(m: float, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        clean = TEMPLATE_VALUES[labels_of(target)][:, None].expand_as(x)
         return mix(m, x, clean)

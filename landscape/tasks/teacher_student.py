@@ -34,7 +34,6 @@ TEACHER_SEED_OFFSET = 1_000_003
 class TeacherStudent(Task):
     name = "teacher-student"
     default_level = 0.95  # Omnigrok Fig. 2c: steps to 95% train / test accuracy
-    vectorizable = True  # an MLP of nn.Linear layers: torch.func batches it
     Options = TeacherStudentOptions
 
     def __init__(self, options: TeacherStudentOptions, data_dir: str | None = None):

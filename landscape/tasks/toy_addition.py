@@ -81,7 +81,6 @@ VARIANTS = {
 class ToyAddition(MessinessAxis, Task):
     name = "toy-addition"
     default_level = 0.9  # Liu et al. (2022): train / test accuracy 90%
-    vectorizable = True  # the decoder is an MLP of nn.Linear layers; R is data
     Options = ToyAdditionOptions
 
     def __init__(self, options: ToyAdditionOptions, data_dir: str | None = None):

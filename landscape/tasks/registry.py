@@ -1,0 +1,137 @@
+"""Finding a task class from what a spec names: a built-in name, an entry point, or an import path.
+
+Three doors, one protocol: the package's own tasks by name; tasks that an installed package
+registers under the entry-point group ``landscape.tasks``; and any importable class given as
+``"package.module:ClassName"``. The driver and every worker resolve the same reference the same
+way, so an outside task needs no change to the engine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import importlib.metadata
+import inspect
+import os
+import sys
+from typing import Any
+
+from landscape.errors import UserError
+from landscape.tasks.base import Task
+
+#: Entry-point group through which installed packages register task names.
+ENTRY_POINT_GROUP = "landscape.tasks"
+
+
+def builtin_tasks() -> dict[str, type[Task]]:
+    from landscape.tasks.diag_misgrok import DiagMisgrok
+    from landscape.tasks.diag_sparse import DiagSparse
+    from landscape.tasks.imdb import Imdb
+    from landscape.tasks.matrix_completion import MatrixCompletion
+    from landscape.tasks.mnist import Mnist
+    from landscape.tasks.mnist_repr import MnistRepr
+    from landscape.tasks.teacher_student import TeacherStudent
+    from landscape.tasks.toy_addition import ToyAddition
+
+    return {cls.name: cls for cls in (TeacherStudent, Mnist, ToyAddition, MnistRepr, DiagSparse, DiagMisgrok,
+                                      MatrixCompletion, Imdb)}
+
+
+def entry_point_tasks() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_names() -> list[str]:
+    return sorted({*builtin_tasks(), *entry_point_tasks()})
+
+
+def resolve_task(ref: str | type[Task]) -> type[Task]:
+    """The validated Task class a spec's ``task`` names (or the class itself, checked)."""
+    if isinstance(ref, type):
+        return validate_task_class(ref, ref.__qualname__)
+    if not isinstance(ref, str) or not ref:
+        raise UserError(f"task = {ref!r} should be a task name, \"package.module:ClassName\" or a Task subclass")
+    builtin = builtin_tasks()
+    if ref in builtin:
+        return builtin[ref]
+    if ":" in ref:
+        return validate_task_class(_import_class(ref), ref)
+    entry = entry_point_tasks().get(ref)
+    if entry is None:
+        raise UserError(f"unknown task {ref!r} (known: {', '.join(known_names())}; "
+                        "or name an outside task as \"package.module:ClassName\")")
+    try:
+        cls = entry.load()
+    except Exception as e:  # whatever the plug-in's import raises
+        raise UserError(f"task {ref!r}: entry point {entry.value!r} does not load ({type(e).__name__}: {e})") from None
+    return validate_task_class(cls, ref)
+
+
+def reference(cls: type[Task]) -> str:
+    """The string a spec stores for a task class: its name when that resolves back to it, else
+    its import path ``module:QualName``."""
+    name = getattr(cls, "name", None)
+    if isinstance(name, str) and (builtin_tasks().get(name) is cls or _entry_point_class(name) is cls):
+        return name
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _entry_point_class(name: str) -> Any:
+    entry = entry_point_tasks().get(name)
+    try:
+        return entry.load() if entry is not None else None
+    except Exception:
+        return None
+
+
+def importable(cls: type) -> bool:
+    """Whether a worker process can import ``cls`` by its path (not so for classes made in __main__
+    or inside a function)."""
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        return False
+    try:
+        return _import_class(f"{cls.__module__}:{cls.__qualname__}") is cls
+    except UserError:
+        return False
+
+
+def _import_class(path: str) -> Any:
+    module_name, _, qualname = path.partition(":")
+    if not module_name or not qualname:
+        raise UserError(f"task {path!r}: expected \"package.module:ClassName\"")
+    _extend_sys_path()
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # ImportError, or whatever the module raises while importing
+        raise UserError(f"task {path!r}: cannot import module {module_name!r} ({type(e).__name__}: {e})") from None
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise UserError(f"task {path!r}: module {module_name!r} has no {qualname!r}")
+    return obj
+
+
+def _extend_sys_path() -> None:
+    """Let ``module:Class`` paths resolve from the working directory, as ``python -m`` does; the
+    console script and pool workers do not have it on sys.path."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+@functools.lru_cache(maxsize=None)
+def validate_task_class(cls: Any, ref: str) -> type[Task]:
+    """``cls`` if it can serve as a task, else a UserError naming what is wrong."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise UserError(f"task {ref!r}: {cls!r} is not a subclass of landscape.Task")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise UserError(f"task {ref!r}: {cls.__qualname__} does not implement {missing}")
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        raise UserError(f"task {ref!r}: {cls.__qualname__} has no `name` (a short string for the cube)")
+    if not isinstance(cls.axis, str) or not cls.axis.isidentifier():
+        raise UserError(f"task {ref!r}: {cls.__qualname__}.axis = {cls.axis!r} is not a valid axis name")
+    if not dataclasses.is_dataclass(cls.Options):
+        raise UserError(f"task {ref!r}: {cls.__qualname__}.Options is not a dataclass")
+    return cls
