@@ -228,7 +228,7 @@ def test_task_data_model_and_sizes(layouts):
     assert task.loss(p, split.train_y).dim() == 0
     assert task.errors(torch.tensor([0.9, 0.2, 0.6]), torch.tensor([1.0, 1.0, 0.0])).tolist() == [0.0, 1.0, 1.0]
     matmul = make_task("imdb", {"lstm": "matmul", "split": "official"}, str(layouts["npz"]))
-    assert matmul.vectorizable and isinstance(matmul.build_model().lstm, LSTM)
+    assert matmul.vectorizable is None and isinstance(matmul.build_model().lstm, LSTM)  # the engine probes it
     assert matmul.pool_size == 30 and matmul.train_size(7) == len(matmul.data(7).train_x) == 7
     with pytest.raises(UserError, match="75/25"):
         task.check_axis([1])
@@ -247,9 +247,10 @@ N = [20, 40]
 optimizer = "adam"
 lr = 1e-3
 batch_size = 10
-steps = 6
+epochs = 2
+grad_clip = 5.0
 [eval]
-every = 3
+every = "epoch"
 """
 
 
@@ -265,6 +266,9 @@ def test_tiny_grid_end_to_end(tmp_path, layouts, lstm, capsys):
     cube = xr.open_zarr(out)
     assert (cube["status"].values == 1).all() and "Kaggle CSV" in cube.attrs["data_source"]
     assert np.isfinite(cube["test_err"].values).all() and (cube["train_loss"].values > 0).all()
+    # 2 epochs of N_train // 10 steps: 15 // 10 = 1 at N = 20, 30 // 10 = 3 at N = 40
+    assert cube["steps"].sel(N=20).values.tolist() == [[2], [2]] and cube["steps"].sel(N=40).values.tolist() == [[6], [6]]
+    assert bool(cube.attrs["batched"]) == (lstm == "matmul")
 
 
 def test_grid_without_data_exits_2_and_leaves_no_store(tmp_path, capsys, monkeypatch):

@@ -80,8 +80,8 @@ class Imdb(Task):
         if options.split == "official" and self.reviews.official_test is None:
             raise UserError("task_options.split = 'official' needs the aclImdb folder or imdb.npz: "
                             f"{self.reviews.source} does not mark the official train/test halves")
-        # nn.LSTM has no vmap rule: the torch variant trains cell by cell
-        self.vectorizable = options.lstm == "matmul"
+        # nn.LSTM has no vmap rule: the torch variant trains cell by cell; the matmul one is probed
+        self.vectorizable = False if options.lstm == "torch" else None
         self._splits: dict[int, Split] = {}
 
     @property
