@@ -67,7 +67,6 @@ class ImdbOptions:
 
 class Imdb(Task):
     name = "imdb"
-    axis = "N"
     axis_long_name = "reviews (train + test)"
     # Fig. 4d's generalization is weak (the paper's word): 70% is well above the 50% a memorizing
     # net scores on the balanced test set, without asking for a level a 750-review set may not reach.
