@@ -279,3 +279,12 @@ def test_grid_without_data_exits_2_and_leaves_no_store(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "aclImdb" in err
     assert not (tmp_path / "cube.zarr").exists()
+
+
+@pytest.mark.parametrize("name", ["imdb", "imdb-small", "imdb-grokking", "imdb-grokking-small"])
+def test_shipped_specs_resolve(name):
+    from landscape.spec import load_spec
+    from tests.conftest import ROOT
+
+    spec = load_spec(ROOT / "grids" / f"{name}.toml")
+    assert spec.task == "imdb" and spec.train.batch_size == 50 and spec.train.grad_clip == 5.0 and spec.train.epochs > 0
