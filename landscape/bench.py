@@ -345,9 +345,9 @@ if __name__ == "__main__":
 
 def imdb_section(cells: int = 4, steps: int = 3) -> None:
     """Section 7: the IMDb task's model and loss on the per-cell path (nn.LSTM; the matmul LSTM) and
-    the batched path (the matmul LSTM under vmap), ``cells`` cells x ``steps`` Adam steps of 50 reviews
-    x 500 tokens, 1 thread, evals cut to 10 rows. Token ids are random: the rates do not depend on
-    the words, so no corpus is needed."""
+    the batched path (the matmul LSTM under vmap), ``cells`` cells x ``steps`` clipped Adam steps of
+    50 reviews x 500 tokens, 1 thread, evals cut to 10 rows. Token ids are random: the rates do not
+    depend on the words, so no corpus is needed."""
     from landscape.tasks.imdb import Imdb, ImdbOptions
     from landscape.train import train_cell
     from landscape.vectorized import train_cells
@@ -368,7 +368,7 @@ def imdb_section(cells: int = 4, steps: int = 3) -> None:
             return Split(x[:100], y[:100], x[100:], y[100:])
 
     torch.set_num_threads(1)
-    train = TrainConfig(optimizer="adam", lr=1e-3, batch_size=50, steps=steps)
+    train = TrainConfig(optimizer="adam", lr=1e-3, batch_size=50, steps=steps, grad_clip=5.0)
     evalc = EvalConfig(every=steps, samples=10)
     print(f"\n7. IMDb LSTM, {cells} cells x {steps} steps, batch 50 x 500 tokens, 1 thread" + loadavg())
     for hidden in (256, 128):
