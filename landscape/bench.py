@@ -20,6 +20,8 @@ this machine; nothing is compared against figures from elsewhere. Sections:
 7. The cost of ``train.dtype = "float64"``: section 2's engine batch in float32 and float64.
 8. GPU (only when CUDA is available): per-cell loop vs vectorized batches of 16, 64, 256 cells
    and the projected time of the paper's 588 x 10,000-step grid.
+7. IMDb LSTM (Omnigrok Fig. 4's model on random token ids): cell-steps/s of the per-cell path on
+   nn.LSTM and on the matmul LSTM, and of the batched path (the matmul LSTM under vmap).
 """
 from __future__ import annotations
 
@@ -339,6 +341,7 @@ def main() -> None:
         gpu_section(task, spec)
     else:
         print("  skipped: torch.cuda.is_available() is False on this machine")
+    imdb_section()
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; bench took {time.perf_counter() - start:.0f} s")
 
 
@@ -373,3 +376,57 @@ def gpu_section(task: Task, spec: Spec) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def imdb_section(cells: int = 4, steps: int = 3) -> None:
+    """Section 7: the IMDb task's model and loss on the per-cell path (nn.LSTM; the matmul LSTM) and
+    the batched path (the matmul LSTM under vmap), ``cells`` cells x ``steps`` clipped Adam steps of
+    50 reviews x 500 tokens, 1 thread, evals cut to 10 rows. Token ids are random: the rates do not
+    depend on the words, so no corpus is needed."""
+    from landscape.tasks.imdb import Imdb, ImdbOptions
+    from landscape.train import train_cell
+    from landscape.vectorized import train_cells
+
+    class RandomTokens(Imdb):
+        def __init__(self, options: ImdbOptions):
+            Task.__init__(self, options)
+            self.vectorizable = options.lstm == "matmul"
+
+        @property
+        def data_source(self) -> str:
+            return "random token ids"
+
+        def data(self, value: int) -> Split:
+            g = torch.Generator().manual_seed(0)
+            x = torch.randint(0, self.options.vocab + 1, (value, self.options.length), generator=g, dtype=torch.int32)
+            y = torch.randint(0, 2, (value,), generator=g).float()
+            return Split(x[:100], y[:100], x[100:], y[100:])
+
+    torch.set_num_threads(1)
+    train = TrainConfig(optimizer="adam", lr=1e-3, batch_size=50, steps=steps, grad_clip=5.0)
+    evalc = EvalConfig(every=steps, samples=10)
+    print(f"\n7. IMDb LSTM, {cells} cells x {steps} steps, batch 50 x 500 tokens, 1 thread" + loadavg())
+    for hidden in (256, 128):
+        print(row(f"hidden {hidden}, cell-steps", "per wall s", "per CPU s"))
+        tasks = {lstm: RandomTokens(ImdbOptions(hidden=hidden, lstm=lstm)) for lstm in ("torch", "matmul")}
+        split = tasks["torch"].data(150)
+        w = [grid.default_init_norm(tasks["torch"]) * a for a in np.geomspace(0.5, 4, cells)]
+
+        def per_cell(task: Task) -> Callable[[], object]:
+            return lambda: [train_cell(task, split, wi, 0, train, evalc) for wi in w]
+
+        runs = {
+            "(a) per cell, nn.LSTM": per_cell(tasks["torch"]),
+            "(b) per cell, matmul LSTM": per_cell(tasks["matmul"]),
+            f"(c) batched, matmul LSTM, vmap over {cells} cells": lambda: train_cells(
+                tasks["matmul"], [split] * cells, w, [0] * cells, train, evalc),
+        }
+        train_cell(tasks["matmul"], split, w[0], 0, dataclasses.replace(train, steps=1), evalc)  # first-call costs
+        rates = {}
+        for name, fn in runs.items():
+            wall, cpu = wall_and_cpu(fn)
+            rates[name] = np.array([cells * steps / wall, cells * steps / cpu])
+            print(row(name, f"{rates[name][0]:.2f}", f"{rates[name][1]:.2f}"))
+        a, b, c = rates.values()
+        print(row("ratio (c)/(a): batched vs per cell on nn.LSTM", f"{c[0] / a[0]:.2f}x", f"{c[1] / a[1]:.2f}x"))
+        print(row("ratio (b)/(a): matmul vs nn.LSTM, per cell", f"{b[0] / a[0]:.2f}x", f"{b[1] / a[1]:.2f}x"))

@@ -27,6 +27,7 @@ ENTRY_POINT_GROUP = "landscape.tasks"
 def builtin_tasks() -> dict[str, type[Task]]:
     from landscape.tasks.diag_misgrok import DiagMisgrok
     from landscape.tasks.diag_sparse import DiagSparse
+    from landscape.tasks.imdb import Imdb
     from landscape.tasks.matrix_completion import MatrixCompletion
     from landscape.tasks.mnist import Mnist
     from landscape.tasks.mnist_repr import MnistRepr
@@ -37,7 +38,7 @@ def builtin_tasks() -> dict[str, type[Task]]:
     from landscape.tasks.toy_addition import ToyAddition
 
     return {cls.name: cls for cls in (TeacherStudent, Mnist, ToyAddition, MnistRepr, DiagSparse, DiagMisgrok,
-                                      MatrixCompletion, ModularAddition, ModularMlp, Qm9)}
+                                      MatrixCompletion, ModularAddition, ModularMlp, Qm9, Imdb)}
 
 
 def entry_point_tasks() -> dict[str, importlib.metadata.EntryPoint]:
