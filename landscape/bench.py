@@ -65,6 +65,8 @@ PATHS = [
     ("digits CNN, cross-entropy (examples/digits_cnn)", ROOT / "examples" / "digits_cnn" / "digits_cnn.toml",
      ["axes.alpha=[0.5, 1.0, 2.0, 4.0]", "axes.N=[200, 1300]", "axes.seed=[0, 1]", "train.steps=100",
       "eval.every=50"]),
+    ("modular-addition transformer, p = 31, full batch", ROOT / "grids" / "modular-addition.toml",
+     ["axes.alpha=[0.4, 0.63, 1.0, 1.6]", "axes.N=[192, 480]", "train.steps=40", "eval.every=20"]),
 ]
 
 
@@ -328,7 +330,9 @@ def main() -> None:
         per_cell, batched = path_rates(load_spec(path, overrides))
         print(row(label, f"{batched / per_cell:.2f}x", f"per-cell {per_cell:.0f}, batched {batched:.0f}"))
 
-    print("\n7. float64 against float32, section 2's engine batch, 1 thread" + loadavg())
+    imdb_section()
+
+    print("\n8. float64 against float32, section 2's engine batch, 1 thread" + loadavg())
     f64 = dataclasses.replace(spec, train=dataclasses.replace(spec.train, dtype="float64"))
     seconds64 = min(wall_and_cpu(lambda: grid.run_batch(f64.task, f64.to_dict(), None, cells, 1, batched=True))[1]
                     for _ in range(2))
@@ -336,12 +340,11 @@ def main() -> None:
     print(row("float64, cell-steps per CPU s", f"{cell_steps / seconds64:.0f}",
               f"float64 costs {seconds64 / eng[1]:.2f}x the time of float32"))
 
-    print("\n8. GPU")
+    print("\n9. GPU")
     if torch.cuda.is_available():
         gpu_section(task, spec)
     else:
         print("  skipped: torch.cuda.is_available() is False on this machine")
-    imdb_section()
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; bench took {time.perf_counter() - start:.0f} s")
 
 
@@ -374,12 +377,9 @@ def gpu_section(task: Task, spec: Spec) -> None:
               "at the best rate above, one GPU, embedded-data evals"))
 
 
-if __name__ == "__main__":
-    main()
-
 
 def imdb_section(cells: int = 4, steps: int = 3) -> None:
-    """Section 7: the IMDb task's model and loss on the per-cell path (nn.LSTM; the matmul LSTM) and
+    """The IMDb task's model and loss on the per-cell path (nn.LSTM; the matmul LSTM) and
     the batched path (the matmul LSTM under vmap), ``cells`` cells x ``steps`` clipped Adam steps of
     50 reviews x 500 tokens, 1 thread, evals cut to 10 rows. Token ids are random: the rates do not
     depend on the words, so no corpus is needed."""
@@ -430,3 +430,7 @@ def imdb_section(cells: int = 4, steps: int = 3) -> None:
         a, b, c = rates.values()
         print(row("ratio (c)/(a): batched vs per cell on nn.LSTM", f"{c[0] / a[0]:.2f}x", f"{c[1] / a[1]:.2f}x"))
         print(row("ratio (b)/(a): matmul vs nn.LSTM, per cell", f"{b[0] / a[0]:.2f}x", f"{b[1] / a[1]:.2f}x"))
+
+
+if __name__ == "__main__":
+    main()

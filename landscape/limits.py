@@ -50,7 +50,7 @@ def check(spec: Spec, task: Task, w: Sequence[float]) -> None:
     check_worker_memory(spec, task)
     sizes = {v: task.train_size(v) for v in spec.axis_values} if _size_dependent(spec) else {}
     for value, n in sizes.items():
-        check_evals(spec, eval_count(spec.train, spec.eval, n), f" at {spec.axis} = {value}")
+        check_evals(spec, eval_count(spec.cell_train({}, value), spec.eval, n), f" at {spec.axis} = {value}")
     check_cube_memory(spec, task, sizes)
 
 
@@ -99,7 +99,7 @@ def check_worker_memory(spec: Spec, task: Task) -> None:
 def check_cube_memory(spec: Spec, task: Task, sizes: dict[Any, int]) -> None:
     cells = math.prod(len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds))
     # The step coordinate is the union of the cells' schedules: one schedule, or at most their sum.
-    evals = (sum(eval_count(spec.train, spec.eval, n) for n in set(sizes.values())) if sizes
+    evals = (sum(eval_count(spec.cell_train({}, v), spec.eval, n) for v, n in sizes.items()) if sizes
              else eval_count(spec.train, spec.eval, 1))
     curves = len(CURVES) + len(task.extra_curves) + _parameter_groups(task)
     size = cells * (evals * curves + _SCALARS) * 8
@@ -113,7 +113,7 @@ def check_cube_memory(spec: Spec, task: Task, sizes: dict[Any, int]) -> None:
 
 def _size_dependent(spec: Spec) -> bool:
     """Whether a cell's steps and evals depend on its training-set size (as in grid.schedules)."""
-    return spec.train.epochs > 0 or spec.eval.every == "epoch"
+    return spec.train.epochs != 0 or spec.eval.every == "epoch"
 
 
 def _probe(spec: Spec, task: Task) -> tuple[Split, Any, float]:

@@ -175,6 +175,7 @@ def test_bare_command_lists_the_commands(capsys):
     ("eval.points=1e12", "eval.points = 1000000000000.0 should be an int"),
     ("train.steps=1000000000000", "gives 50,000,000,002 evals per cell, more than the limit of 100,000"),
     ("eval.points=1000000000000", "eval.points = 1,000,000,000,000 is more than the limit of 100,000"),
+    ('train.epochs="1000000000000/N"', "evals per cell at N = 20, more than the limit of 100,000"),
     ("axes.N=[1000000000]", "axes.N = 1000000000: one cell needs at least"),
     ("axes.alpha={logspace = [-1, 1, 60000]}", "the grid has 120,000 cells (60,000 alpha x 2 N x 1 seed), more than the limit of 100,000"),
     ("axes.alpha={linspace = [1, 2, 1000000000]}", "axes.alpha.linspace: 1,000,000,000 values, more than a grid's 100,000 cells"),

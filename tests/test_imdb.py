@@ -15,7 +15,7 @@ from landscape.data.text import encode, ragged, vocabulary, words
 from landscape.errors import UserError
 from landscape.models import LSTM, SentimentLSTM
 from landscape.tasks import make_task
-from tests.imdb_files import Review, synthetic_reviews, write_all_layouts, write_aclimdb, write_csv, write_npz
+from tests.imdb_files import Review, synthetic_reviews, write_all_layouts, write_aclimdb, write_npz
 
 
 @pytest.fixture(autouse=True)

@@ -100,7 +100,7 @@ def test_grid_records_steps_and_ends_curves(tiny_spec, tmp_path):
     ("train.stop_rtol=1.5", "train.stop_rtol = 1.5 must be in [0, 1)"),
     ("train.stop_rtol=-0.1", "train.stop_rtol = -0.1 must be in [0, 1)"),
     ("train.stop_loss=-1.0", "train.stop_loss = -1.0 must be a finite number >= 0"),
-    ("train.stop_loss=inf", "train.stop_loss = inf must be a finite number >= 0"),
+    ("train.stop_loss=inf", "train.stop_loss = inf is not a finite number"),
     ("train.max_batch_cells=-2", "train.max_batch_cells = -2 must be >= 0"),
     ("train.stop_window=2.5", "train.stop_window = 2.5 should be an int"),
 ])

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.errors import UserError
 from landscape.models import Transformer
-from landscape.tasks.base import Split, Task
+from landscape.tasks.base import Split, Task, require_seed
 from landscape.tasks.modular import ModularPairs, check_positive, check_prime
 
 
@@ -33,8 +32,7 @@ class ModularAdditionOptions:
     def __post_init__(self) -> None:
         check_prime(self.p)
         check_positive(self, "d_model", "n_heads", "d_head", "d_mlp")
-        if self.split_seed < 0:
-            raise UserError(f"task_options.split_seed = {self.split_seed} must be >= 0")
+        require_seed(self, "split_seed")
 
 
 class ModularAddition(ModularPairs, Task):

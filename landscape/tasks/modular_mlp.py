@@ -32,9 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from landscape.errors import UserError
 from landscape.models import TwoLayerReLU
-from landscape.tasks.base import Split
+from landscape.tasks.base import Split, require_seed
 from landscape.tasks.dichotomy import DichotomyTask, References
 from landscape.tasks.modular import ModularPairs, check_positive, check_prime
 from landscape.theory import kernel_interpolant, relu_kernel
@@ -50,8 +49,7 @@ class ModularMlpOptions:
     def __post_init__(self) -> None:
         check_prime(self.p)
         check_positive(self, "width")
-        if self.split_seed < 0:
-            raise UserError(f"task_options.split_seed = {self.split_seed} must be >= 0")
+        require_seed(self, "split_seed")
 
 
 class ModularMlp(ModularPairs, DichotomyTask):
