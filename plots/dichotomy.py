@@ -118,19 +118,22 @@ def transition_figure(cube: xr.Dataset) -> Figure:
     t = ln(alpha/alpha_c)/(eta lambda) is a line of slope 1 offset by ln alpha_c."""
     times = transitions(cube)
     fig, (ax, right) = new_figure(2, panel_width=5.0, height=4.8)
-    handles, spans = [], []
+    handles, spans, off_scale = [], [], False
     for name in MEASURES:
         pred, meas, lr_wd = (times[v].values.ravel() for v in ("predicted", name, "lr_wd"))
         ok = np.isfinite(pred) & np.isfinite(meas) & (meas > 0)
+        logged = ok & (pred > 0)  # alpha = 1 predicts t_g = 0: on the right panel only
+        off_scale |= bool((ok & ~logged).any())
         result = fit(times, name)
         color = PALETTE[0] if name == "crossover" else PALETTE[1]
         style = {"ls": "none", "marker": _MARKERS[name], "ms": 7, "mfc": "none", "mew": 1.8, "color": color}
-        ax.plot(pred[ok], meas[ok], **style)
+        ax.plot(pred[logged], meas[logged], **style)
         right.plot(pred[ok] * lr_wd[ok], meas[ok] * lr_wd[ok], **style)
+        if logged.any():
+            spans += [pred[logged], meas[logged]]
         if ok.any():
-            spans += [pred[ok], meas[ok]]
             if np.isfinite(result["slope"]):
-                x = np.array([pred[ok].min(), pred[ok].max()])
+                x = np.array([pred[logged].min(), pred[logged].max()])
                 ax.plot(x, 10 ** result["intercept"] * x ** result["slope"], color=color, lw=1)
             log_alpha = np.array([0.0, 1.05 * (pred[ok] * lr_wd[ok]).max()])
             right.plot(log_alpha, log_alpha - np.log(result["alpha_c"]), color=color, lw=1)
@@ -144,6 +147,9 @@ def transition_figure(cube: xr.Dataset) -> Figure:
         right.plot(log_alpha, log_alpha, color="0.4", lw=1, ls=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if off_scale:
+        ax.text(0.03, 0.97, r"runs at $\alpha \leq 1$ ($t_g \leq 0$): right panel only", transform=ax.transAxes,
+                va="top", fontsize="small", color="0.3")
     ax.set_xlabel(r"predicted $t_g = \ln\alpha / (\eta\lambda)$ (steps)")
     ax.set_ylabel("measured transition (steps)")
     right.set_xlabel(r"$\ln\alpha$")

@@ -121,3 +121,17 @@ def test_tiny_diag_sparse_run_end_to_end(tmp_path):
     assert json.loads(ds.attrs["spec"])["train"]["optimizer"] == "sgd"
     assert main(["plot", str(out), "--out", str(figs), "--kind", "dichotomy", "--kind", "transition"]) == 0
     assert {p.name for p in figs.iterdir()} >= {"dichotomy.png", "transition.png"}
+
+
+def test_transition_figure_keeps_alpha_1_runs_off_its_log_axes(monkeypatch):
+    """alpha = 1 predicts t_g = 0: the log-log panel must not try to draw it (its limits broke)."""
+    import plots.dichotomy as figure
+
+    tr = xr.Dataset({"predicted": ("run", [0.0, 7675.0, 15351.0]), "crossover": ("run", [19692.0, 22634.0, 29905.0]),
+                     "jump": ("run", [17132.0, 19692.0, 29905.0]), "lr_wd": ("run", [3e-4] * 3)})
+    monkeypatch.setattr(figure, "transitions", lambda cube: tr)
+    fig = figure.transition_figure(xr.Dataset(attrs={"task": "modular-mlp", "data_source": "test"}))
+    left = fig.axes[0]
+    lo, hi = left.get_xlim()
+    assert 1e3 < lo < 7675 and 15351 < hi < 1e5, (lo, hi)
+    assert any("right panel only" in t.get_text() for t in left.texts)
