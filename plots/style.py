@@ -6,6 +6,7 @@ state: the rc settings apply only inside :func:`styled` figure functions.
 from __future__ import annotations
 
 import functools
+import math
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -77,9 +78,29 @@ def add_alpha_axis(ax: Axes, w0: float, side: str = "top") -> None:
     """A secondary α = w/w₀ axis opposite the w axis ("top" when w is x, "right" when w is y)."""
     functions = (lambda w: w / w0, lambda a: a * w0)
     if side == "top":
-        ax.secondary_xaxis("top", functions=functions).set_xlabel(ALPHA_LABEL)
+        secondary = ax.secondary_xaxis("top", functions=functions)
+        secondary.set_xlabel(ALPHA_LABEL)
+        _plain_log_labels(secondary.xaxis, ax.xaxis)
     else:
-        ax.secondary_yaxis("right", functions=functions).set_ylabel(ALPHA_LABEL)
+        secondary = ax.secondary_yaxis("right", functions=functions)
+        secondary.set_ylabel(ALPHA_LABEL)
+        _plain_log_labels(secondary.yaxis, ax.yaxis)
+
+
+def _plain_log_labels(axis: mpl.axis.Axis, parent: mpl.axis.Axis) -> None:
+    """Plain numbers at the decades, and at 2 and 5 of each decade where the axis spans under two
+    decades (read off the parent w axis: α = w/w₀ spans the same ratio): matplotlib labels every
+    minor tick of a short log axis, and on a narrow α grid (0.25-4) its labels ran into each other."""
+    def label(value: float, minor: bool) -> str:
+        if minor:
+            low, high = sorted(parent.get_view_interval())
+            mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+            if math.log10(high / low) >= 1.9 or not any(abs(mantissa - m) < 1e-6 for m in (2, 5)):
+                return ""
+        return f"{value:g}"
+
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: label(v, False)))
+    axis.set_minor_formatter(mpl.ticker.FuncFormatter(lambda v, _: label(v, True)))
 
 
 def mark_alpha_one(ax: Axes, w0: float, vertical: bool = True) -> Line2D:

@@ -381,3 +381,22 @@ def test_cli_plot_loss_cube(tmp_path, capsys):
     bare.attrs["figure_metric"] = "loss"
     assert main(["plot", str(save_cube(tmp_path / "bare", bare)), "--out", str(tmp_path / "f2")]) == 2
     assert "needs figure_levels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("limits,labelled", [((0.25, 4.0), {"0.5", "1", "2"}), ((0.1, 10.0), {"0.1", "1", "10"})])
+def test_alpha_axis_labels_do_not_crowd(limits, labelled):
+    """A narrow alpha range labels 1, 2 and 5 of each decade, a wide one the decades: matplotlib's
+    own minor labels on a short log axis (0.2 0.3 0.4 0.6 ...) ran into each other."""
+    from plots.style import add_alpha_axis
+
+    fig = Figure()
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(*limits)
+    add_alpha_axis(ax, 1.0)
+    fig.canvas.draw()
+    alpha = next(child for child in ax.get_children() if type(child).__name__ == "SecondaryAxis")
+    texts = {t.get_text() for t in alpha.get_xticklabels(which="both") if t.get_text() and t.get_visible()}
+    lo, hi = limits
+    shown = {t for t in texts if lo <= float(t) <= hi}
+    assert shown == labelled, texts
