@@ -189,10 +189,27 @@ def open_cube(path: str | Path, verify: bool = False) -> xr.Dataset:
         raise UserError(f"{path} is a zarr store but not a landscape cube (no spec/status)")
     _check_attrs(path, ds)
     if verify:
-        damage = verify_cells(ds, path)[1]
+        read: dict[str, np.ndarray] = {}
+        status, damage = verify_cells(ds, path, read)
         if damage:
             raise UserError(describe_damage(path, ds, damage) + "; rerun `landscape grid` with the same spec to repair")
+        if read:
+            ds = _in_memory(ds, status, read)
     return ds
+
+
+def _in_memory(ds: xr.Dataset, status: np.ndarray, finished_values: dict[str, np.ndarray]) -> xr.Dataset:
+    """The cube with its per-cell variables as arrays: the finished cells' values as just read and
+    verified, fill values elsewhere. zarr looks up every chunk of a variable it reads, pending or not,
+    which made `info` on a 10^5-cell cube take two minutes."""
+    finished = tuple(np.argwhere(status != STATUS_PENDING).T)
+    data: dict[str, Any] = {"status": (ds["status"].dims, status.astype(ds["status"].dtype), ds["status"].attrs)}
+    for name, cells in finished_values.items():
+        var = ds[name]
+        full = np.full(var.shape, np.nan if np.issubdtype(var.dtype, np.floating) else 0, dtype=var.dtype)
+        full[finished] = cells
+        data[name] = (var.dims, full, var.attrs)
+    return ds.assign(data)
 
 
 def _check_attrs(path: Path, ds: xr.Dataset) -> None:
@@ -263,9 +280,12 @@ class Damage:
     reason: str
 
 
-def verify_cells(ds: xr.Dataset, path: str | Path) -> tuple[np.ndarray, list[Damage]]:
+def verify_cells(ds: xr.Dataset, path: str | Path,
+                 read: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, list[Damage]]:
     """Read every finished cell back: the status of each cell (an unreadable status reads as
-    pending) and the damage found, at most one entry per cell, in cell order.
+    pending) and the damage found, at most one entry per cell, in cell order. ``read``, when given,
+    receives the finished cells' values of every checked variable (in the order of their indices in
+    ``status``), where this module's layout and checksums let them be read directly.
 
     A cube of this module's own layout (zarr 2, one chunk per cell and variable) is read chunk by
     chunk, straight from its files: only the cells whose status chunk exists, which keeps a resume of
@@ -301,6 +321,8 @@ def verify_cells(ds: xr.Dataset, path: str | Path) -> tuple[np.ndarray, list[Dam
         differs = checksums(values, 1) != values["checksum"].astype(np.int64)
         for k in np.flatnonzero(differs):
             found.setdefault(finished[k], Damage(finished[k], None, "values do not match its checksum"))
+    if strict and read is not None:
+        read.update(values)
     return status, [found[i] for i in sorted(found)]
 
 

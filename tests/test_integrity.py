@@ -167,6 +167,20 @@ def test_creation_writes_no_chunk_and_pending_cells_read_as_pending(spec, tmp_pa
     assert "2 computed now, 0 already there" in capsys.readouterr().out
 
 
+def test_verified_reader_holds_the_same_values_as_zarr(copy):
+    """open_cube(verify=True) builds the per-cell variables from the chunks it verified (zarr's own
+    reader looks up every pending chunk too: two minutes for a 10^5-cell info); they must equal what
+    zarr reads, for finished and pending cells alike."""
+    for chunk in copy.glob("*/1.0.0*"):  # cell alpha = 2 back to pending: none of its chunks
+        chunk.unlink()
+    verified, lazy = cube.open_cube(copy, verify=True), xr.open_zarr(copy, chunks=None).load()
+    assert list(verified["status"].values.ravel()) == [1, 0]
+    for name in lazy.data_vars:
+        a, b = verified[name].values, lazy[name].values
+        assert a.dtype == b.dtype, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 # --- the machine fails ----------------------------------------------------------------------------
 
 def full_disk_after(monkeypatch, writes: int) -> None:
