@@ -46,7 +46,7 @@ figures: install
 test: install $(TEST_EXTRAS:%=$(VENV)/.extra-%)
 	$(BIN)/python -m pytest -q
 
-# The performance table (README "Performance"): one process, a few minutes on 2 cores.
+# The performance table (README "Performance"): one process, about 8 minutes on 2 cores.
 bench: install
 	$(BIN)/python -m landscape.bench
 
