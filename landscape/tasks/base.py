@@ -216,6 +216,12 @@ def require_seed(options: Any, name: str = "data_seed") -> None:
     require(options, name, lambda v: 0 <= v < SEED_LIMIT, "must be in [0, 2**32) (a seed)")
 
 
+def require_positive(options: Any, *names: str) -> None:
+    """For sizes (widths, vocabularies, lengths): each of ``names`` at least 1."""
+    for name in names:
+        require(options, name, lambda v: v >= 1, "must be a positive integer")
+
+
 def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return F.one_hot(labels.long(), classes).to(torch.get_default_dtype())
 

@@ -29,7 +29,7 @@ from landscape.data.imdb import Encoded, load_reviews, official_split, omnigrok_
 from landscape.data.mnist import resolve_data_dir
 from landscape.errors import UserError
 from landscape.models import LSTM, SentimentLSTM
-from landscape.tasks.base import Split, Task, require_seed
+from landscape.tasks.base import Split, Task, require_positive, require_seed
 
 LAYOUTS = ("auto", "csv", "aclimdb", "npz")
 SPLITS = ("omnigrok", "official")
@@ -58,9 +58,7 @@ class ImdbOptions:
         for name, allowed in (("layout", LAYOUTS), ("split", SPLITS), ("lstm", tuple(RECURRENT))):
             if getattr(self, name) not in allowed:
                 raise UserError(f"task_options.{name} = {getattr(self, name)!r} (known: {', '.join(allowed)})")
-        for name in ("hidden", "vocab", "length"):
-            if getattr(self, name) < 1:
-                raise UserError(f"task_options.{name} = {getattr(self, name)} must be a positive integer")
+        require_positive(self, "hidden", "vocab", "length")
         require_seed(self, "split_seed")
 
 

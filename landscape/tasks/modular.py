@@ -22,12 +22,6 @@ def check_prime(p: int) -> None:
         raise UserError(f"task_options.p = {p} must be a prime >= 3")
 
 
-def check_positive(options: Any, *names: str) -> None:
-    for name in names:
-        if getattr(options, name) < 1:
-            raise UserError(f"task_options.{name} = {getattr(options, name)} must be a positive integer")
-
-
 class ModularPairs:
     """Mixin for a ``Task`` over the pairs of residues mod ``options.p`` (options also hold ``split_seed``)."""
 

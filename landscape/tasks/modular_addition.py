@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from landscape.models import Transformer
-from landscape.tasks.base import Split, Task, require_seed
-from landscape.tasks.modular import ModularPairs, check_positive, check_prime
+from landscape.tasks.base import Split, Task, require_positive, require_seed
+from landscape.tasks.modular import ModularPairs, check_prime
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class ModularAdditionOptions:
 
     def __post_init__(self) -> None:
         check_prime(self.p)
-        check_positive(self, "d_model", "n_heads", "d_head", "d_mlp")
+        require_positive(self, "d_model", "n_heads", "d_head", "d_mlp")
         require_seed(self, "split_seed")
 
 

@@ -33,9 +33,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from landscape.models import TwoLayerReLU
-from landscape.tasks.base import Split, require_seed
+from landscape.tasks.base import Split, require_positive, require_seed
 from landscape.tasks.dichotomy import DichotomyTask, References
-from landscape.tasks.modular import ModularPairs, check_positive, check_prime
+from landscape.tasks.modular import ModularPairs, check_prime
 from landscape.theory import kernel_interpolant, relu_kernel
 
 
@@ -48,7 +48,7 @@ class ModularMlpOptions:
 
     def __post_init__(self) -> None:
         check_prime(self.p)
-        check_positive(self, "width")
+        require_positive(self, "width")
         require_seed(self, "split_seed")
 
 
