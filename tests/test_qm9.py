@@ -9,6 +9,7 @@ import xarray as xr
 if importlib.util.find_spec("rdkit") is None or importlib.util.find_spec("qm9pack") is None:
     pytest.skip("needs the qm9 extra (rdkit, qm9pack): pip install -e '.[qm9]'", allow_module_level=True)
 
+from landscape.data.cache import CACHE_ENV  # noqa: E402
 from landscape.data import qm9 as qm9data  # noqa: E402
 from landscape.data.graphs import GraphSet  # noqa: E402
 from landscape.errors import UserError  # noqa: E402
@@ -25,7 +26,7 @@ def cache(tmp_path_factory):
     """A cache file of the first POOL molecules where the task looks for it ($LANDSCAPE_CACHE)."""
     directory = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(qm9data.CACHE_ENV, str(directory))
+        mp.setenv(CACHE_ENV, str(directory))
         path = qm9data.cache_path()
         qm9data.save_molecules(qm9data.build_molecules(qm9data.read_rows(POOL)), path)
         yield path
@@ -84,7 +85,7 @@ def test_built_graphs_match_atom_counts_and_skip_bad_rows():
 
 
 def test_cache_round_trip(cache, tmp_path, monkeypatch):
-    monkeypatch.setenv(qm9data.CACHE_ENV, str(cache.parent))
+    monkeypatch.setenv(CACHE_ENV, str(cache.parent))
     assert qm9data.cache_path() == cache
     assert "qm9pack1.0.3" in cache.name and f"-v{qm9data.FORMAT_VERSION}." in cache.name
     built = qm9data.build_molecules(qm9data.read_rows(POOL))
@@ -142,7 +143,7 @@ def test_nnconv_matches_torch_geometric(cache):
 
 
 def test_task_splits_first_n_molecules(cache, monkeypatch):
-    monkeypatch.setenv(qm9data.CACHE_ENV, str(cache.parent))
+    monkeypatch.setenv(CACHE_ENV, str(cache.parent))
     task = Qm9(Qm9Options())
     assert task.pool_size == POOL and f"{POOL} molecules" in task.data_source and "bohr^3" in task.data_source
     split = task.data(11)
@@ -159,7 +160,7 @@ def test_task_splits_first_n_molecules(cache, monkeypatch):
 
 
 def test_errors_count_molecules_beyond_tolerance(cache, monkeypatch):
-    monkeypatch.setenv(qm9data.CACHE_ENV, str(cache.parent))
+    monkeypatch.setenv(CACHE_ENV, str(cache.parent))
     task = Qm9(Qm9Options(tolerance=1.0))
     pred, target = torch.tensor([[10.0], [10.5], [12.0]]), torch.tensor([[10.0], [10.0], [10.0]])
     assert task.errors(pred, target).tolist() == [0.0, 0.0, 1.0]
@@ -175,7 +176,7 @@ def test_bad_options_are_user_errors(options, match):
 
 
 def test_bad_axis_values_are_user_errors(cache, monkeypatch):
-    monkeypatch.setenv(qm9data.CACHE_ENV, str(cache.parent))
+    monkeypatch.setenv(CACHE_ENV, str(cache.parent))
     task = Qm9(Qm9Options())
     with pytest.raises(UserError, match="need >= 2"):
         task.check_axis([1, 10])
@@ -190,7 +191,7 @@ TINY = {"task": "qm9", "axes": {"alpha": [0.5, 1.0, 2.0], "N": [10, 20], "seed":
 
 
 def test_tiny_grid_end_to_end(cache, tmp_path, monkeypatch, one_torch_thread):
-    monkeypatch.setenv(qm9data.CACHE_ENV, str(cache.parent))
+    monkeypatch.setenv(CACHE_ENV, str(cache.parent))
     out = tmp_path / "qm9.zarr"
     assert run_grid(TINY, out, jobs=1, progress=False).ran == 6  # one job: in this process, which sees the cache
     ds = xr.open_zarr(out)

@@ -33,11 +33,10 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
+from landscape.data.cache import cache_dir
 from landscape.data.graphs import GraphSet, ranges
 from landscape.errors import UserError
 
-#: Directory for built data (default ~/.cache/landscape).
-CACHE_ENV = "LANDSCAPE_CACHE"
 #: Bump when the cached arrays change meaning; it is part of the cache file name.
 FORMAT_VERSION = 1
 ELEMENTS = ("H", "C", "N", "O", "F")
@@ -103,7 +102,7 @@ def versions() -> dict[str, str]:
 
 def cache_path(directory: str | Path | None = None) -> Path:
     """The cache file, named by the versions that built it: another version builds anew."""
-    base = Path(directory or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "landscape")
+    base = Path(directory) if directory else cache_dir()
     v = versions()
     return base / f"qm9-graphs-qm9pack{v['qm9pack']}-rdkit{v['rdkit']}-v{FORMAT_VERSION}.npz"
 
