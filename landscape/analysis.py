@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from landscape.errors import UserError
+from landscape.schema import KIND_LANDSCAPE, ROLE_REPRESENTATION, axis_role, cube_kind
 from landscape.schema import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING  # noqa: F401 (re-exported)
 
 #: Test-error levels of the paper's thumb contours (Fig 3b).
@@ -41,14 +42,15 @@ INSIDE, BELOW_GRID, ABOVE_GRID, NO_DATA = "inside", "below_grid", "above_grid", 
 
 
 def is_landscape(cube: xr.Dataset) -> bool:
-    """A reduced landscape: norm-constrained cells over several w, the task's axis and seeds only.
+    """A reduced landscape (attr ``kind``): norm-constrained cells over several w, the task's axis
+    and seeds only. Anything else is a dynamics cube, read through its curves and t_fit / t_gen
+    rather than through the shape over w."""
+    return cube_kind(cube.attrs, cube["status"].dims, cube.sizes["w"]) == KIND_LANDSCAPE
 
-    Anything else (unconstrained runs, weight-decay or lr axes, a single w) is a dynamics cube,
-    read through its curves and t_fit / t_gen rather than through the shape over w.
-    """
-    constrained = json.loads(cube.attrs.get("spec", "{}")).get("train", {}).get("constrain_norm", True)
-    dims = set(cube["status"].dims)
-    return constrained and dims == {"w", cube.attrs["axis"], "seed"} and cube.sizes["w"] >= 2
+
+def over_representation(cube: xr.Dataset) -> bool:
+    """Whether the task's axis is a representation parameter (messiness m), not a sample count."""
+    return axis_role(cube.attrs) == ROLE_REPRESENTATION
 
 
 def done(cube: xr.Dataset, var: str) -> xr.DataArray:

@@ -21,7 +21,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import dask.array as da
 import numcodecs
@@ -30,7 +30,8 @@ import xarray as xr
 
 from landscape.dynamics import first_reach
 from landscape.errors import StoreError, UserError, first_line
-from landscape.schema import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING
+from landscape.schema import (AXIS_ROLES, CURVES, KINDS, METRICS, SCHEMA_VERSION, STATUS_DIVERGED, STATUS_DONE,
+                              STATUS_PENDING)
 
 if TYPE_CHECKING:  # the cube is read by torch-free code (plots, info); only the writer sees a CellResult
     from landscape.train import CellResult
@@ -242,6 +243,25 @@ def _check_attrs(path: Path, ds: xr.Dataset) -> None:
             stored = ds[coord].values / w0 if name == "alpha" else ds[coord].values
             if not _same_values(stored, values):
                 raise damaged(f"coordinate {coord!r} does not match the spec's axes.{name}")
+    _check_schema_attrs(ds.attrs, damaged)
+
+
+def _check_schema_attrs(attrs: Mapping[str, Any], damaged: Callable[[str], UserError]) -> None:
+    """The attrs that say what the cube is (schema version 2 on; version-1 cubes have none)."""
+    version = attrs.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise damaged(f"attr 'schema_version' = {version!r} is not a schema version")
+    if version > SCHEMA_VERSION:
+        raise UserError(f"the cube has schema version {version}, newer than this landscape's "
+                        f"{SCHEMA_VERSION}: upgrade landscape to read it")
+    if version < 2:
+        return
+    for name, allowed in (("kind", KINDS), ("axis_role", AXIS_ROLES)):
+        if attrs.get(name) not in allowed:
+            raise damaged(f"attr {name!r} = {_show(attrs.get(name))} is none of {', '.join(allowed)}")
+    refs = attrs.get("reference_predictors")
+    if not (isinstance(refs, list) and all(isinstance(r, str) for r in refs)):
+        raise damaged(f"attr 'reference_predictors' = {_show(refs)} is not a list of names")
 
 
 def _same_values(stored: np.ndarray, given: list[Any]) -> bool:

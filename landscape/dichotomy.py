@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from landscape.dynamics import loglog_slope
-from landscape.schema import STATUS_DONE
+from landscape.schema import STATUS_DONE, reference_predictors
 
 #: Cube variables of a Dichotomy run: the cosine curves to the two references.
 COSINES = ("cos_kernel_curve", "cos_rich_curve")
@@ -32,8 +32,8 @@ MEASURES = ("crossover", "jump")
 
 
 def is_dichotomy(cube: xr.Dataset) -> bool:
-    """Whether the cube holds cosine curves to kernel and rich references."""
-    return all(name in cube for name in COSINES)
+    """Whether the cube compares its runs with kernel and rich references (attr ``reference_predictors``)."""
+    return {"kernel", "rich"} <= set(reference_predictors(cube.attrs, set(cube.data_vars)))
 
 
 def test_metric(cube: xr.Dataset) -> str:

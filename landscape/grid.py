@@ -38,7 +38,7 @@ from landscape.batching import Batching, decide
 from landscape.errors import StoreError, UserError, first_line
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
-from landscape.schema import FIXED_PREFIX
+from landscape.schema import FIXED_PREFIX, SCHEMA_VERSION
 from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
 from landscape.tasks.registry import importable
@@ -282,6 +282,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
         steps=np.unique(np.concatenate(list(steps_of.values()))),
         layers=layers,
         attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source),
+               "schema_version": SCHEMA_VERSION, "kind": spec.kind, "axis_role": task.axis_role,
+               "reference_predictors": list(task.reference_predictors),
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
                "dtype": spec.train.dtype, **plan.attrs(), "figure_metric": task.figure_metric,
                "figure_levels": checked_levels(task.figure_metric, task.figure_levels)},

@@ -8,9 +8,8 @@ import numpy as np
 import xarray as xr
 
 from landscape.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
-                                is_loss, lu_mismatch, metric_of, seed_summary)
+                                is_loss, lu_mismatch, metric_of, over_representation, seed_summary)
 from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values
-from landscape.trajectory import AXIS as MESSINESS_AXIS
 
 
 def describe(ds: xr.Dataset) -> str:
@@ -106,7 +105,7 @@ def _analysis_tables(ds: xr.Dataset) -> list[str]:
     for heading, result, columns in per_value:
         lines += ["", heading, f"  {axis:>10}  " + "  ".join(f"{c:>11}" for c in columns.values())]
         lines += [_row(value, result, columns, {axis: i}) for i, value in enumerate(ds[axis].values)]
-    if axis == MESSINESS_AXIS:
+    if over_representation(ds):
         return lines  # a thumb tip is a smallest data size; along m it has no meaning
     tips = critical_data_size(ds)
     lines += ["", f"critical data size {axis}_c: smallest {axis} where some w reaches {tips.attrs['var']} <= level "

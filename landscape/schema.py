@@ -13,3 +13,47 @@ FIXED_PREFIX = "fixed_"
 def fixed_values(attrs: dict) -> dict:
     """The fixed quantities of a cube by name, e.g. ``{"N": 4000}`` for a cube over (w, m)."""
     return {k.removeprefix(FIXED_PREFIX): v for k, v in attrs.items() if k.startswith(FIXED_PREFIX)}
+
+
+#: Version of the cube layout this code writes. Cubes without ``schema_version`` are version 1
+#: (written before the cube said what it is); readers keep opening them through ``legacy_*`` below.
+SCHEMA_VERSION = 2
+#: What a cube holds (attr ``kind``): a reduced landscape is read through its shape over w, a
+#: dynamics cube through its curves and t_fit / t_gen.
+KIND_LANDSCAPE, KIND_DYNAMICS = "landscape", "dynamics"
+KINDS = (KIND_LANDSCAPE, KIND_DYNAMICS)
+#: What the task's own axis (attr ``axis``) is (attr ``axis_role``, declared by ``Task.axis_role``):
+#: a training-sample count, whose thumb tip is a critical data size, or a parameter of the
+#: representation (Omnigrok's messiness m), over which the landscape is a map.
+ROLE_SAMPLES, ROLE_REPRESENTATION = "samples", "representation"
+AXIS_ROLES = (ROLE_SAMPLES, ROLE_REPRESENTATION)
+
+
+def schema_version(attrs: dict) -> int:
+    return int(attrs.get("schema_version", 1))
+
+
+def cube_kind(attrs: dict, status_dims: tuple[str, ...], w_size: int) -> str:
+    """The cube's ``kind`` attr; a version-1 cube's from its spec and dims, as it was read then."""
+    if schema_version(attrs) >= 2:
+        return attrs["kind"]
+    import json  # version 1 only: the rule those cubes were read by
+
+    constrained = json.loads(attrs.get("spec", "{}")).get("train", {}).get("constrain_norm", True)
+    landscape = constrained and set(status_dims) == {"w", attrs["axis"], "seed"} and w_size >= 2
+    return KIND_LANDSCAPE if landscape else KIND_DYNAMICS
+
+
+def axis_role(attrs: dict) -> str:
+    """The cube's ``axis_role`` attr; a version-1 cube's from its axis name (only messiness tasks had ``m``)."""
+    if schema_version(attrs) >= 2:
+        return attrs["axis_role"]
+    return ROLE_REPRESENTATION if attrs.get("axis") == "m" else ROLE_SAMPLES
+
+
+def reference_predictors(attrs: dict, variables: set[str]) -> tuple[str, ...]:
+    """The reference predictors a dynamics cube compares its runs with (attr ``reference_predictors``,
+    e.g. the Dichotomy tasks' kernel and rich limits); a version-1 cube's from its cosine curves."""
+    if schema_version(attrs) >= 2:
+        return tuple(attrs.get("reference_predictors", ()))
+    return ("kernel", "rich") if {"cos_kernel_curve", "cos_rich_curve"} <= variables else ()

@@ -18,6 +18,7 @@ import numpy as np
 
 from landscape.dtypes import DTYPES
 from landscape.errors import UserError
+from landscape.schema import KIND_DYNAMICS, KIND_LANDSCAPE
 from landscape.tasks import Task, make_task
 from landscape.tasks.base import SEED_LIMIT, check_finite, parse_options
 from landscape.tasks.registry import reference, resolve_task
@@ -96,6 +97,13 @@ class Spec:
     def cell_dims(self) -> tuple[str, ...]:
         """Cube dims of one cell: w, the task's axis, any training-setting axes, seed."""
         return ("w", self.axis, *self.train_axes, "seed")
+
+    @property
+    def kind(self) -> str:
+        """What its cube is (landscape.schema.KINDS): a reduced landscape holds norm-constrained cells
+        over several w, the task's axis and seeds only; anything else is a dynamics run."""
+        landscape = self.train.constrain_norm and not self.train_axes and len(self.norm_values) >= 2
+        return KIND_LANDSCAPE if landscape else KIND_DYNAMICS
 
     def cell_train(self, settings: dict[str, float], value: Any) -> TrainConfig:
         """The training config of a cell: its training-setting axis values applied, and an epoch

@@ -26,9 +26,10 @@ from scipy.integrate import solve_ivp
 from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-from landscape.analysis import average_seeds, done
+from landscape.analysis import average_seeds, done, over_representation
 from landscape.dynamics import loglog_slope
 from landscape.errors import UserError
+from landscape.schema import axis_role
 
 #: The grid axis the flow moves along besides w: Eq. 6 trains the representation, not the data.
 AXIS = "m"
@@ -53,6 +54,15 @@ MAX_SEGMENTS = 200
 SAMPLES = 400
 
 
+def representation_maps(cube: xr.Dataset) -> xr.Dataset:
+    """The cube's seed-averaged maps over (w, m), whatever its task calls its representation axis."""
+    if not over_representation(cube):
+        raise UserError(f"the reduced trajectory moves along a representation axis such as the messiness axis m; "
+                        f"this cube's axis {cube.attrs.get('axis')!r} is a {axis_role(cube.attrs)} axis")
+    maps = average_seeds(cube)
+    return maps if cube.attrs["axis"] == AXIS else maps.rename({cube.attrs["axis"]: AXIS})
+
+
 @dataclass(frozen=True)
 class ReducedLandscape:
     """Smooth interpolants of a cube's reduced train and test loss over (log w, m), seeds averaged."""
@@ -68,12 +78,9 @@ class ReducedLandscape:
     def from_cube(cls, cube: xr.Dataset, smooth: float = 0.0) -> ReducedLandscape:
         """Fit the cube's losses; ``smooth`` > 0 first applies a gaussian of that many grid cells
         to the log losses (the authors smooth their maps with sigma = 1 before plotting)."""
-        if cube.attrs.get("axis") != AXIS:
-            raise UserError(f"the reduced trajectory moves along the messiness axis {AXIS!r}; "
-                            f"this cube's axis is {cube.attrs.get('axis')!r}")
         if smooth < 0:
             raise UserError(f"--smooth {smooth:g}: the gaussian sigma must be >= 0 (grid cells)")
-        maps = average_seeds(cube).sortby(["w", AXIS])
+        maps = representation_maps(cube).sortby(["w", AXIS])
         if maps.sizes["w"] < 3 or maps.sizes[AXIS] < 3:  # a spline with a gradient needs degree >= 2
             raise UserError(f"a smooth (w, {AXIS}) landscape needs at least 3 values of w and of {AXIS}, "
                             f"got {maps.sizes['w']} x {maps.sizes[AXIS]}")

@@ -18,10 +18,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from landscape.analysis import average_seeds, done
+from landscape.analysis import done
 from landscape.errors import UserError
 from landscape.schema import fixed_values
-from landscape.trajectory import AXIS, ReducedLandscape
+from landscape.trajectory import AXIS, ReducedLandscape, representation_maps
 from plots.style import (PALETTE, VERMILLION, W_LABEL, add_alpha_axis, add_legend, axis_label, log_edges,
                          mark_missing_cells, new_figure, save, set_title, styled)
 
@@ -42,7 +42,7 @@ def maps_figure(cube: xr.Dataset, boundary: float = DEFAULT_BOUNDARY, smooth: fl
     if not boundary > 0:
         raise UserError(f"--boundary {boundary:g} must be a positive train loss")
     landscape = ReducedLandscape.from_cube(cube, smooth)
-    maps = average_seeds(cube)
+    maps = representation_maps(cube)
     w, m = maps["w"].values, maps[AXIS].values.astype(float)
     w_edges, m_edges = log_edges(w), _linear_edges(m)
     status = maps["status"].transpose(AXIS, "w").values
@@ -151,7 +151,7 @@ def boundaries_figure(cubes: Sequence[xr.Dataset], level: float = DEFAULT_BOUNDA
         handles.append(Line2D([], [], color=color, marker="*", ms=11, mec="white",
                               label=label + (f" (no contour: {missing})" if missing else "")))
     first = cubes[0]
-    _frame(ax, first, log_edges(first["w"].values), _linear_edges(first[AXIS].values.astype(float)))
+    _frame(ax, first, log_edges(first["w"].values), _linear_edges(representation_maps(first)[AXIS].values.astype(float)))
     handles.append(Line2D([], [], color="0.3", marker="*", ls="none", ms=11, label="generalizing solution (min test loss) of each"))
     add_legend(fig, handles, ncols=3)
     same = len({c.attrs["data_source"] for c in cubes}) == 1

@@ -8,11 +8,10 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from landscape.analysis import is_landscape
+from landscape.analysis import is_landscape, over_representation
 from landscape.dichotomy import is_dichotomy
 from landscape.dynamics import delay_prediction
 from landscape.errors import UserError
-from landscape.trajectory import AXIS as MESSINESS_AXIS
 from plots.dichotomy import dichotomy_figure, transition_figure
 from plots.goldilocks import goldilocks_figure
 from plots.grokking import grokking_figure
@@ -26,9 +25,6 @@ from plots.timescales import prediction_figure, times_figure
 KINDS = ("lu", "thumb", "goldilocks")
 #: Figure kinds of a landscape over (w, m): loss maps with the region boundary, and the LU curves.
 MESSINESS_KINDS = ("maps", "lu")
-#: Figure kinds of a dynamics cube: curves, times against gamma and against the task's axis, and
-#: the delay predicted from a landscape cube (drawn when one is given).
-DYNAMICS_KINDS = ("grokking", "times-wd", "times-axis", "prediction")
 #: Figure kinds of dynamics cubes with cosine curves to kernel and rich references (Dichotomy):
 #: the runs against the references, and the transition against log(alpha)/(eta lambda).
 DICHOTOMY_KINDS = ("dichotomy", "transition")
@@ -37,7 +33,7 @@ DICHOTOMY_KINDS = ("dichotomy", "transition")
 def available_kinds(cube: xr.Dataset, landscape: xr.Dataset | None = None) -> tuple[str, ...]:
     """What can be drawn from this cube: its sweeps decide, never its task name."""
     if is_landscape(cube):
-        return MESSINESS_KINDS if cube.attrs["axis"] == MESSINESS_AXIS else KINDS
+        return MESSINESS_KINDS if over_representation(cube) else KINDS
     swept = {d for d in cube["status"].dims if cube.sizes[d] > 1}
     return tuple(k for k, ok in (("grokking", True), ("times-wd", "wd" in swept),
                                  ("times-axis", cube.attrs["axis"] in swept), ("prediction", landscape is not None),

@@ -30,6 +30,7 @@ class References:
 
 class DichotomyTask(Task):
     axis_long_name = "training-set size"
+    reference_predictors = ("kernel", "rich")
     extra_curves: ClassVar[Mapping[str, str]] = {
         "cos_kernel": "cosine between the model's predictor and the kernel-regime reference",
         "cos_rich": "cosine between the model's predictor and the rich-regime reference",

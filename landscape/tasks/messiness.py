@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 
 from landscape.errors import UserError
+from landscape.schema import ROLE_REPRESENTATION
 
 
 class MessinessAxis:
@@ -20,6 +21,7 @@ class MessinessAxis:
     """
 
     axis: ClassVar[str] = "m"
+    axis_role: ClassVar[str] = ROLE_REPRESENTATION
     axis_long_name: ClassVar[str] = "representation messiness"
 
     def check_axis(self, values: list) -> None:

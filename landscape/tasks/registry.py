@@ -18,6 +18,7 @@ from typing import Any
 
 from landscape.analysis import checked_levels
 from landscape.errors import UserError
+from landscape.schema import AXIS_ROLES
 from landscape.tasks.base import Task
 
 #: Entry-point group through which installed packages register task names.
@@ -136,6 +137,13 @@ def validate_task_class(cls: Any, ref: str) -> type[Task]:
         raise UserError(f"task {ref!r}: {cls.__qualname__} has no `name` (a short string for the cube)")
     if not isinstance(cls.axis, str) or not cls.axis.isidentifier():
         raise UserError(f"task {ref!r}: {cls.__qualname__}.axis = {cls.axis!r} is not a valid axis name")
+    if cls.axis_role not in AXIS_ROLES:
+        raise UserError(f"task {ref!r}: {cls.__qualname__}.axis_role = {cls.axis_role!r} is not one of "
+                        f"{', '.join(AXIS_ROLES)}")
+    missing = [name for name in cls.reference_predictors if f"cos_{name}" not in cls.extra_curves]
+    if missing:
+        raise UserError(f"task {ref!r}: {cls.__qualname__}.reference_predictors names {missing[0]!r}, "
+                        f"but extra_curves has no 'cos_{missing[0]}'")
     if not dataclasses.is_dataclass(cls.Options):
         raise UserError(f"task {ref!r}: {cls.__qualname__}.Options is not a dataclass")
     try:
