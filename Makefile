@@ -18,7 +18,7 @@ TASK_EXTRA  := $(shell grep -qs '^$(SPEC_TASK) *= *\[' pyproject.toml && echo $(
 # Extras the test suite needs: their tests skip without them, CI runs them.
 TEST_EXTRAS := qm9 pyg
 
-.PHONY: install grid figures test bench clean
+.PHONY: install grid figures test bench gpu-check clean
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ test: install $(TEST_EXTRAS:%=$(VENV)/.extra-%)
 # The performance table (README "Performance"): one process, about 8 minutes on 2 cores.
 bench: install
 	$(BIN)/python -m landscape.bench
+
+# On a machine with CUDA: CUDA against CPU cubes of the quick specs, cell-batch sizes, the MNIST
+# grid's wall time (under 8 minutes on one data-centre GPU). Runs the Python that has CUDA torch
+# (PYTHON=...; default python3); scripts/gpu-wheels.sh fetches the packages a bare GPU image lacks.
+gpu-check:
+	bash scripts/gpu-check.sh
 
 clean:
 	rm -rf results figures
