@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import uuid
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import xarray as xr
 
 from landscape.dynamics import first_reach
 from landscape.errors import StoreError, UserError, first_line
+from landscape.safeio import read_bounded
 from landscape.schema import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING
 
 if TYPE_CHECKING:  # the cube is read by torch-free code (plots, info); only the writer sees a CellResult
@@ -145,25 +147,71 @@ def standard_attrs(task: str, spec_json: str, data_source: str) -> dict[str, Any
 
 def create(path: str | Path, ds: xr.Dataset, overwrite: bool = False) -> None:
     """Write the template ``ds`` as a store of metadata and coordinates; its variables' chunks are
-    left unwritten (they read as fill values until ``write_cell``)."""
+    left unwritten (they read as fill values until ``write_cell``). ``overwrite`` replaces only a
+    cube this program wrote (``check_replaceable``)."""
     path = Path(path)
     # One chunk per cell (all its steps and layers together): each cell's write touches only its own chunks.
     chunks = {name: {"chunks": tuple(ds.sizes[d] if d in ("step", "layer") else 1 for d in ds[name].dims)}
               for name in ds.data_vars}
-    # Write to a temporary name first, so a crash mid-creation never leaves a half-made cube.
-    tmp = path.with_name(path.name + ".partial")
     try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        # Write to a fresh temporary folder first, so a crash mid-creation never leaves a half-made
+        # cube, and no name a user may have taken (``<cube>.partial``) is ever reused or deleted.
+        tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:12]}")
+        tmp.mkdir()  # not mkdtemp: its mode 0700 would become the cube's
+    except OSError as e:
+        raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
+    try:
         # zarr format 2 with consolidated metadata: readable by zarr 2.x and 3.x and by other tools.
         # compute=False: only metadata and coordinates are written, never the (lazy) variables.
         ds.to_zarr(tmp, mode="w-", encoding=chunks, consolidated=True, zarr_format=2, compute=False)
-        if overwrite and path.exists():
+        if overwrite and os.path.lexists(path):
+            check_replaceable(path, overwrite)  # again, right before deleting: the path may have changed
             shutil.rmtree(path)
         tmp.rename(path)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: Entries of a cube's folder besides one folder per variable: zarr's group metadata, and the
+#: write probe of grid.check_writable (left behind only by a driver killed in mid-probe).
+_CUBE_FILES = (".zattrs", ".zgroup", ".zmetadata")
+PROBE_PREFIX = ".landscape-probe-"
+#: Largest metadata file (.zattrs, .zarray, .zmetadata) a reader reads: a cube of 10^5 cells has ~100 kB.
+METADATA_LIMIT = 64 << 20
+
+
+def not_own_cube(path: Path) -> str | None:
+    """Why the existing ``path`` is not a cube this program wrote, or None when it is one: a zarr-2
+    group whose root attrs carry this package's version, with a ``status`` array, and nothing in it
+    but zarr's entries (a damaged cube of ours still qualifies, so that --overwrite can repair it)."""
+    if path.is_symlink() or not path.is_dir():
+        return "is not a directory"
+    try:
+        attrs = json.loads(read_bounded(path / ".zattrs", METADATA_LIMIT, follow_symlinks=False))
+    except (OSError, ValueError, RecursionError):
+        return "has no readable zarr attrs (.zattrs), so it is not a landscape cube"
+    if not isinstance(attrs, dict) or "version_landscape" not in attrs or not (path / "status" / ".zarray").is_file():
+        return "is not a landscape cube (its attrs are not landscape's)"
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and entry.name in _CUBE_FILES:
+                continue
+            if entry.is_dir(follow_symlinks=False) and (entry.name.startswith(PROBE_PREFIX)
+                                                        or os.path.isfile(os.path.join(entry.path, ".zarray"))):
+                continue
+            return f"holds {entry.name!r}, which is not part of a landscape cube"
+    return None
+
+
+def check_replaceable(path: Path, overwrite: bool) -> None:
+    """An existing ``path`` must be a cube this program wrote, to be resumed or, with ``overwrite``,
+    replaced; anything else is refused, untouched."""
+    why = not_own_cube(path) if os.path.lexists(path) else None
+    if why:
+        action = "--overwrite replaces only a cube this program wrote" if overwrite else "name a new path for the cube"
+        raise UserError(f"--out {path} {why}; {action} (nothing was changed)")
 
 
 #: Attrs every reader needs; a cube without one of them is damaged.

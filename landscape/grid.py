@@ -214,6 +214,19 @@ class _CellProgress:
         return result
 
 
+def resolve_out(out: str | Path) -> Path:
+    """``--out`` as an absolute path with ``..`` and symlinks resolved: what --overwrite may replace
+    is decided on the real folder, and aliases of one cube share one lock."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise UserError(f"--out {out!r} should name the cube's folder, e.g. results/mnist.zarr")
+    path = Path(os.path.realpath(out))
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise UserError(f"--out {out} is the working directory or a folder above it; "
+                        "name the cube's own folder, e.g. results/mnist.zarr")
+    return path
+
+
 def check_writable(out: Path) -> None:
     """Fail before any training if the cube could not be written (probing beats os.access as root)."""
     if out.exists() and not out.is_dir():
@@ -221,7 +234,7 @@ def check_writable(out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         for where in (out.parent, out) if out.exists() else (out.parent,):
-            tempfile.TemporaryDirectory(dir=where, prefix=".landscape-probe-").cleanup()
+            tempfile.TemporaryDirectory(dir=where, prefix=cube.PROBE_PREFIX).cleanup()
     except OSError as e:
         raise UserError(f"--out {out} is not writable: {e.strerror or e}") from None
 
@@ -437,7 +450,12 @@ def run_grid(
     of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core;
     ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
     """
-    out = Path(out)
+    out = resolve_out(out)
+    if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"overrides = {overrides!r} should be a list of \"key=value\" strings, e.g. [\"train.steps=600\"]")
+    for name, value in (("jobs", jobs), ("threads", threads)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UserError(f"--{name} {value!r} should be a whole number")
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r} (known: {', '.join(BACKENDS)})")
     if jobs < 0:
@@ -454,6 +472,7 @@ def run_grid(
     jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
     the_task.check_axis(spec.axis_values)
     limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
+    cube.check_replaceable(out, overwrite)
     check_writable(out)
     steps_of = schedules(spec, the_task)
 
