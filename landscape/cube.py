@@ -34,6 +34,8 @@ from landscape.errors import StoreError, UserError, first_line
 from landscape.safeio import read_bounded
 from landscape.schema import CURVES, METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING
 
+STATUSES = (STATUS_PENDING, STATUS_DONE, STATUS_DIVERGED)
+
 if TYPE_CHECKING:  # the cube is read by torch-free code (plots, info); only the writer sees a CellResult
     from landscape.train import CellResult
 
@@ -225,6 +227,8 @@ def open_cube(path: str | Path, verify: bool = False) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist")
+    if path.is_dir():
+        _check_entries(path)
     try:
         with warnings.catch_warnings():  # a store without consolidated metadata opens anyway: no warning line
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -246,6 +250,40 @@ def open_cube(path: str | Path, verify: bool = False) -> xr.Dataset:
     return ds
 
 
+def _check_entries(path: Path) -> None:
+    """Every entry of the store is a folder or a regular file, and its metadata files are of a
+    bounded size: a FIFO or a device in a cube would hang a reader, and zarr reads metadata whole."""
+    folders = [path]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif not entry.is_file(follow_symlinks=False):
+                    raise _damaged(path, f"{Path(entry.path).relative_to(path)} is not a regular file")
+                elif entry.name.startswith(".z") and entry.stat(follow_symlinks=False).st_size > METADATA_LIMIT:
+                    raise _damaged(path, f"{Path(entry.path).relative_to(path)} is larger than {METADATA_LIMIT} bytes")
+
+
+def _damaged(path: Path, what: str) -> UserError:
+    return UserError(f"{path}: {what}; the cube is damaged: recompute it with `landscape grid ... --overwrite`")
+
+
+#: Deepest nesting of the spec attr: a spec is tables of tables a few levels deep; a deeper one is
+#: damage, not something to recurse into.
+SPEC_DEPTH = 16
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
+        if depth > SPEC_DEPTH:
+            break
+    return depth - 1
+
+
 def _in_memory(ds: xr.Dataset, status: np.ndarray, finished_values: dict[str, np.ndarray]) -> xr.Dataset:
     """The cube with its per-cell variables as arrays: the finished cells' values as just read and
     verified, fill values elsewhere. zarr looks up every chunk of a variable it reads, pending or not,
@@ -262,17 +300,19 @@ def _in_memory(ds: xr.Dataset, status: np.ndarray, finished_values: dict[str, np
 
 def _check_attrs(path: Path, ds: xr.Dataset) -> None:
     def damaged(what: str) -> UserError:
-        return UserError(f"{path}: {what}; the cube is damaged: recompute it with `landscape grid ... --overwrite`")
+        return _damaged(path, what)
 
     for name in REQUIRED_ATTRS:
         if name not in ds.attrs:
             raise damaged(f"attr {name!r} is missing")
     try:
         spec = json.loads(ds.attrs["spec"])
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise damaged(f"attr 'spec' is not valid JSON ({first_line(e)})") from None
     if not isinstance(spec, dict):
         raise damaged("attr 'spec' is not a JSON table")
+    if _depth(spec) > SPEC_DEPTH:
+        raise damaged(f"attr 'spec' is nested deeper than {SPEC_DEPTH} levels")
     try:
         w0 = float(ds.attrs["w0"])
     except (TypeError, ValueError):
@@ -353,6 +393,8 @@ def verify_cells(ds: xr.Dataset, path: str | Path,
         value = chunks["status"].read(index)
         if isinstance(value, str):
             found[index] = Damage(index, "status", value)
+        elif int(value.reshape(())) not in STATUSES:
+            found[index] = Damage(index, "status", f"status {int(value.reshape(()))} is not one of {STATUSES}")
         else:
             status[index] = value.reshape(())
     finished = [tuple(int(k) for k in i) for i in np.argwhere(status != STATUS_PENDING)]
@@ -383,9 +425,13 @@ class _CellChunks:
         self.dtype = np.dtype(meta["dtype"])
         self.shape = tuple(meta["chunks"])
         self.separator = meta.get("dimension_separator", ".")
-        self.codecs = [numcodecs.get_codec(c) for c in meta.get("filters") or []]
-        if meta.get("compressor"):
-            self.codecs.append(numcodecs.get_codec(meta["compressor"]))
+        try:
+            self.codecs = [numcodecs.get_codec(c) for c in [*(meta.get("filters") or []), meta.get("compressor")] if c]
+        except Exception as e:  # numcodecs raises several types for an unknown or malformed codec
+            raise _damaged(folder.parent, f"{folder.name} is encoded with a codec this installation cannot "
+                                          f"decode ({type(e).__name__}: {first_line(e)})") from None
+        # A chunk holds at most its values plus a codec's header; anything larger is damage, not read whole.
+        self.limit = 2 * self.dtype.itemsize * math.prod(self.shape) + 4096
         self.keys = {k for k in os.listdir(folder) if not k.startswith(".")}
 
     @classmethod
@@ -419,7 +465,7 @@ class _CellChunks:
         if key not in self.keys:
             return None if missing_ok else "missing chunk"
         try:
-            raw: Any = (self.folder / key).read_bytes()
+            raw: Any = read_bounded(self.folder / key, self.limit, follow_symlinks=False)
             if not raw:
                 return "empty chunk"
             for codec in reversed(self.codecs):
@@ -433,7 +479,9 @@ def _verify_whole(ds: xr.Dataset, names: list[str]) -> tuple[np.ndarray, list[Da
     """verify_cells for a cube of another layout: whole variables, cells only where decoding fails."""
     status, bad = _read(ds, "status", None)
     found: dict[tuple[int, ...], Damage] = {i: Damage(i, "status", "unreadable chunk") for i in bad}
-    for i in bad:
+    for i in map(tuple, np.argwhere(~np.isin(status, STATUSES))):
+        found.setdefault(i, Damage(i, "status", f"status {int(status[i])} is not one of {STATUSES}"))
+    for i in found:
         status[i] = STATUS_PENDING
     finished = status != STATUS_PENDING
     for name in names:
