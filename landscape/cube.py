@@ -189,11 +189,11 @@ def not_own_cube(path: Path) -> str | None:
     group whose root attrs carry this package's version, with a ``status`` array, and nothing in it
     but zarr's entries (a damaged cube of ours still qualifies, so that --overwrite can repair it)."""
     if path.is_symlink() or not path.is_dir():
-        return "is not a directory"
+        return "exists and is not a zarr directory"
     try:
         attrs = json.loads(read_bounded(path / ".zattrs", METADATA_LIMIT, follow_symlinks=False))
     except (OSError, ValueError, RecursionError):
-        return "has no readable zarr attrs (.zattrs), so it is not a landscape cube"
+        return "is not a zarr cube (no readable .zattrs)"
     if not isinstance(attrs, dict) or "version_landscape" not in attrs or not (path / "status" / ".zarray").is_file():
         return "is not a landscape cube (its attrs are not landscape's)"
     with os.scandir(path) as entries:
@@ -274,14 +274,12 @@ def _damaged(path: Path, what: str) -> UserError:
 SPEC_DEPTH = 16
 
 
-def _depth(value: Any) -> int:
-    depth, level = 0, [value]
-    while level:
-        depth += 1
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` levels deep (walked level by level, not recursively)."""
+    level = [value]
+    for _ in range(limit):
         level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
-        if depth > SPEC_DEPTH:
-            break
-    return depth - 1
+    return any(isinstance(x, (dict, list)) for x in level)
 
 
 def _in_memory(ds: xr.Dataset, status: np.ndarray, finished_values: dict[str, np.ndarray]) -> xr.Dataset:
@@ -311,7 +309,7 @@ def _check_attrs(path: Path, ds: xr.Dataset) -> None:
         raise damaged(f"attr 'spec' is not valid JSON ({first_line(e)})") from None
     if not isinstance(spec, dict):
         raise damaged("attr 'spec' is not a JSON table")
-    if _depth(spec) > SPEC_DEPTH:
+    if _deeper_than(spec, SPEC_DEPTH):
         raise damaged(f"attr 'spec' is nested deeper than {SPEC_DEPTH} levels")
     try:
         w0 = float(ds.attrs["w0"])

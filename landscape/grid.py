@@ -35,7 +35,7 @@ import torch
 from landscape import cube, limits
 from landscape.analysis import checked_levels
 from landscape.batching import Batching, decide
-from landscape.errors import StoreError, UserError, first_line
+from landscape.errors import StoreError, UserError, first_line, printable
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.schema import FIXED_PREFIX
@@ -426,7 +426,7 @@ def as_spec(spec: Spec | Mapping[str, Any] | str | Path, overrides: list[str] | 
         raw = read_spec_file(spec)
     if task is not None:
         raw["task"] = task
-    return resolve(apply_overrides(raw, list(overrides)))
+    return resolve(apply_overrides(raw, overrides))
 
 
 def run_grid(
@@ -451,8 +451,6 @@ def run_grid(
     ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
     """
     out = resolve_out(out)
-    if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
-        raise UserError(f"overrides = {overrides!r} should be a list of \"key=value\" strings, e.g. [\"train.steps=600\"]")
     for name, value in (("jobs", jobs), ("threads", threads)):
         if not isinstance(value, int) or isinstance(value, bool):
             raise UserError(f"--{name} {value!r} should be a whole number")
@@ -467,6 +465,9 @@ def run_grid(
     spec = as_spec(spec, overrides, task)
     cores = os.cpu_count() or 1
     the_task = spec.make_task(data_dir)
+    if data_dir and not the_task.reads_data_dir:
+        print(printable(f"landscape: warning: --data-dir {data_dir} is ignored: task {spec.task} reads no data files"),
+              file=sys.stderr)
     device = worker_device()
     # A GPU: one worker feeding it big batches; on CPU all cores by default.
     jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
