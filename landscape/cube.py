@@ -184,10 +184,11 @@ PROBE_PREFIX = ".landscape-probe-"
 METADATA_LIMIT = 64 << 20
 
 
-def not_own_cube(path: Path) -> str | None:
+def not_own_cube(path: Path, whole: bool = True) -> str | None:
     """Why the existing ``path`` is not a cube this program wrote, or None when it is one: a zarr-2
-    group whose root attrs carry this package's version, with a ``status`` array, and nothing in it
-    but zarr's entries (a damaged cube of ours still qualifies, so that --overwrite can repair it)."""
+    group whose root attrs carry this package's version, with a ``status`` array, and (``whole``)
+    nothing in it but zarr's entries. A damaged cube of ours still qualifies, so that --overwrite
+    can repair it."""
     if path.is_symlink() or not path.is_dir():
         return "exists and is not a zarr directory"
     try:
@@ -196,6 +197,8 @@ def not_own_cube(path: Path) -> str | None:
         return "is not a zarr cube (no readable .zattrs)"
     if not isinstance(attrs, dict) or "version_landscape" not in attrs or not (path / "status" / ".zarray").is_file():
         return "is not a landscape cube (its attrs are not landscape's)"
+    if not whole:
+        return None
     with os.scandir(path) as entries:
         for entry in entries:
             if entry.is_file(follow_symlinks=False) and entry.name in _CUBE_FILES:
@@ -209,8 +212,9 @@ def not_own_cube(path: Path) -> str | None:
 
 def check_replaceable(path: Path, overwrite: bool) -> None:
     """An existing ``path`` must be a cube this program wrote, to be resumed or, with ``overwrite``,
-    replaced; anything else is refused, untouched."""
-    why = not_own_cube(path) if os.path.lexists(path) else None
+    replaced (and then hold nothing else, which would be deleted with it); anything else is refused,
+    untouched."""
+    why = not_own_cube(path, whole=overwrite) if os.path.lexists(path) else None
     if why:
         action = "--overwrite replaces only a cube this program wrote" if overwrite else "name a new path for the cube"
         raise UserError(f"--out {path} {why}; {action} (nothing was changed)")

@@ -214,6 +214,10 @@ class _CellProgress:
         return result
 
 
+#: Files that make a folder a zarr store (format 2 group or array, format 3).
+ZARR_MARKS = (".zgroup", ".zarray", "zarr.json")
+
+
 def resolve_out(out: str | Path) -> Path:
     """``--out`` as an absolute path with ``..`` and symlinks resolved: what --overwrite may replace
     is decided on the real folder, and aliases of one cube share one lock."""
@@ -224,6 +228,9 @@ def resolve_out(out: str | Path) -> Path:
     if path == cwd or path in cwd.parents:
         raise UserError(f"--out {out} is the working directory or a folder above it; "
                         "name the cube's own folder, e.g. results/mnist.zarr")
+    store = next((p for p in path.parents if any((p / name).exists() for name in ZARR_MARKS)), None)
+    if store is not None:  # a cube inside a store would become part of it, and that store no cube of ours
+        raise UserError(f"--out {out} is inside the zarr store {store}; put the cube beside it, not in it")
     return path
 
 

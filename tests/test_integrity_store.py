@@ -148,15 +148,34 @@ def test_overwrite_refuses_a_cube_holding_a_file_of_someone_else(spec, copy, cap
     assert tree(copy.parent) == before
 
 
+def test_resume_keeps_a_users_file_in_the_cube_that_overwrite_refuses_to_delete(spec, copy, capsys):
+    (copy / "spec.toml").write_text(SPEC)
+    assert main(["grid", str(copy / "spec.toml"), "--out", str(copy), *ARGS]) == 0
+    assert "0 computed now, 2 already there" in capsys.readouterr().out
+    assert main(["grid", str(copy / "spec.toml"), "--out", str(copy), *ARGS, "--overwrite"]) == 2
+    one_line(capsys, "holds 'spec.toml', which is not part of a landscape cube")
+    assert (copy / "spec.toml").read_text() == SPEC
+
+
+@pytest.mark.parametrize("inside,store", [("c.zarr/new.zarr", "c.zarr"), ("c.zarr/status/x/new.zarr", "c.zarr/status")])
+def test_out_inside_a_store_is_refused(spec, copy, capsys, inside, store):
+    """A cube made inside another would become part of it, and that one no cube of ours."""
+    before = tree(copy.parent)
+    assert main(["grid", str(spec), "--out", str(copy.parent / inside), *ARGS]) == 2
+    one_line(capsys, f"is inside the zarr store {copy.parent / store};")
+    assert tree(copy.parent) == before
+
+
 @pytest.mark.parametrize("out,match", [(".", "--out . is the working directory"),
                                        ("", "--out '' should name the cube's folder"),
                                        ("..", "--out .. is the working directory or a folder above it")])
 def test_out_dot_and_empty_are_refused(spec, tmp_path, monkeypatch, capsys, out, match):
-    monkeypatch.chdir(tmp_path)
-    before = tree(tmp_path.parent)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    before = tree(tmp_path)
     assert main(["grid", str(spec), "--out", out, *ARGS, "--overwrite"]) == 2
     one_line(capsys, match)
-    assert tree(tmp_path.parent) == before
+    assert tree(tmp_path) == before
 
 
 def test_overwrite_through_a_symlink_replaces_the_cube_and_keeps_the_link(spec, copy, capsys):
@@ -191,9 +210,22 @@ def test_a_users_lock_file_is_left_alone(spec, tmp_path, capsys, content):
     assert tree(tmp_path) == before
 
 
-def test_stale_lock_file_of_a_dead_driver_is_taken_and_removed(spec, tmp_path):
+@pytest.mark.parametrize("make,match", [(os.mkfifo, "is not a regular file, so not a landscape lock"),
+                                        (os.mkdir, "cannot create the lock file")])
+def test_lock_name_taken_by_a_fifo_or_a_folder(spec, tmp_path, capsys, make, match):
     out = tmp_path / "new.zarr"
-    lock_path(out).write_text("landscape driver PID 999999 on elsewhere, since 2026-01-01T00:00:00")
+    make(lock_path(out))
+    before = tree(tmp_path)
+    assert main(["grid", str(spec), "--out", str(out), *ARGS]) == 2
+    one_line(capsys, match)
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("content", ["landscape driver PID 999999 on elsewhere, since 2026-01-01T00:00:00",
+                                     "PID 999999 on elsewhere, since 2026-01-01T00:00:00"])  # earlier versions
+def test_stale_lock_file_of_a_dead_driver_is_taken_and_removed(spec, tmp_path, content):
+    out = tmp_path / "new.zarr"
+    lock_path(out).write_text(content)
     assert main(["grid", str(spec), "--out", str(out), *ARGS]) == 0
     assert not lock_path(out).exists()
 
