@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Sequence
 
-from landscape.errors import StoreError, UserError, first_line
+from landscape.errors import StoreError, UserError, first_line, printable
 
 #: Set to 1 to get the traceback of an unexpected error instead of its one-line summary.
 DEBUG_ENV = "LANDSCAPE_DEBUG"
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"landscape: {message}", file=sys.stderr)
+    print(f"landscape: {printable(message)}", file=sys.stderr)
     return code
 
 

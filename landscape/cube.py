@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import uuid
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -30,8 +31,11 @@ import xarray as xr
 
 from landscape.dynamics import first_reach
 from landscape.errors import StoreError, UserError, first_line
+from landscape.safeio import read_bounded
 from landscape.schema import (AXIS_ROLES, CURVES, KINDS, METRICS, SCHEMA_VERSION, STATUS_DIVERGED, STATUS_DONE,
                               STATUS_PENDING)
+
+STATUSES = (STATUS_PENDING, STATUS_DONE, STATUS_DIVERGED)
 
 if TYPE_CHECKING:  # the cube is read by torch-free code (plots, info); only the writer sees a CellResult
     from landscape.train import CellResult
@@ -146,25 +150,75 @@ def standard_attrs(task: str, spec_json: str, data_source: str) -> dict[str, Any
 
 def create(path: str | Path, ds: xr.Dataset, overwrite: bool = False) -> None:
     """Write the template ``ds`` as a store of metadata and coordinates; its variables' chunks are
-    left unwritten (they read as fill values until ``write_cell``)."""
+    left unwritten (they read as fill values until ``write_cell``). ``overwrite`` replaces only a
+    cube this program wrote (``check_replaceable``)."""
     path = Path(path)
     # One chunk per cell (all its steps and layers together): each cell's write touches only its own chunks.
     chunks = {name: {"chunks": tuple(ds.sizes[d] if d in ("step", "layer") else 1 for d in ds[name].dims)}
               for name in ds.data_vars}
-    # Write to a temporary name first, so a crash mid-creation never leaves a half-made cube.
-    tmp = path.with_name(path.name + ".partial")
     try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        # Write to a fresh temporary folder first, so a crash mid-creation never leaves a half-made
+        # cube, and no name a user may have taken (``<cube>.partial``) is ever reused or deleted.
+        tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:12]}")
+        tmp.mkdir()  # not mkdtemp: its mode 0700 would become the cube's
+    except OSError as e:
+        raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
+    try:
         # zarr format 2 with consolidated metadata: readable by zarr 2.x and 3.x and by other tools.
         # compute=False: only metadata and coordinates are written, never the (lazy) variables.
         ds.to_zarr(tmp, mode="w-", encoding=chunks, consolidated=True, zarr_format=2, compute=False)
-        if overwrite and path.exists():
+        if overwrite and os.path.lexists(path):
+            check_replaceable(path, overwrite)  # again, right before deleting: the path may have changed
             shutil.rmtree(path)
         tmp.rename(path)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: Entries of a cube's folder besides one folder per variable: zarr's group metadata, and the
+#: write probe of grid.check_writable (left behind only by a driver killed in mid-probe).
+_CUBE_FILES = (".zattrs", ".zgroup", ".zmetadata")
+PROBE_PREFIX = ".landscape-probe-"
+#: Largest metadata file (.zattrs, .zarray, .zmetadata) a reader reads: a cube of 10^5 cells has ~100 kB.
+METADATA_LIMIT = 64 << 20
+
+
+def not_own_cube(path: Path, whole: bool = True) -> str | None:
+    """Why the existing ``path`` is not a cube this program wrote, or None when it is one: a zarr-2
+    group whose root attrs carry this package's version, with a ``status`` array, and (``whole``)
+    nothing in it but zarr's entries. A damaged cube of ours still qualifies, so that --overwrite
+    can repair it."""
+    if path.is_symlink() or not path.is_dir():
+        return "exists and is not a zarr directory"
+    try:
+        attrs = json.loads(read_bounded(path / ".zattrs", METADATA_LIMIT, follow_symlinks=False))
+    except (OSError, ValueError, RecursionError):
+        return "is not a zarr cube (no readable .zattrs)"
+    if not isinstance(attrs, dict) or "version_landscape" not in attrs or not (path / "status" / ".zarray").is_file():
+        return "is not a landscape cube (its attrs are not landscape's)"
+    if not whole:
+        return None
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and entry.name in _CUBE_FILES:
+                continue
+            if entry.is_dir(follow_symlinks=False) and (entry.name.startswith(PROBE_PREFIX)
+                                                        or os.path.isfile(os.path.join(entry.path, ".zarray"))):
+                continue
+            return f"holds {entry.name!r}, which is not part of a landscape cube"
+    return None
+
+
+def check_replaceable(path: Path, overwrite: bool) -> None:
+    """An existing ``path`` must be a cube this program wrote, to be resumed or, with ``overwrite``,
+    replaced (and then hold nothing else, which would be deleted with it); anything else is refused,
+    untouched."""
+    why = not_own_cube(path, whole=overwrite) if os.path.lexists(path) else None
+    if why:
+        action = "--overwrite replaces only a cube this program wrote" if overwrite else "name a new path for the cube"
+        raise UserError(f"--out {path} {why}; {action} (nothing was changed)")
 
 
 #: Attrs every reader needs; a cube without one of them is damaged.
@@ -178,6 +232,8 @@ def open_cube(path: str | Path, verify: bool = False) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist")
+    if path.is_dir():
+        _check_entries(path)
     try:
         with warnings.catch_warnings():  # a store without consolidated metadata opens anyway: no warning line
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -199,6 +255,38 @@ def open_cube(path: str | Path, verify: bool = False) -> xr.Dataset:
     return ds
 
 
+def _check_entries(path: Path) -> None:
+    """Every entry of the store is a folder or a regular file, and its metadata files are of a
+    bounded size: a FIFO or a device in a cube would hang a reader, and zarr reads metadata whole."""
+    folders = [path]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif not entry.is_file(follow_symlinks=False):
+                    raise _damaged(path, f"{Path(entry.path).relative_to(path)} is not a regular file")
+                elif entry.name.startswith(".z") and entry.stat(follow_symlinks=False).st_size > METADATA_LIMIT:
+                    raise _damaged(path, f"{Path(entry.path).relative_to(path)} is larger than {METADATA_LIMIT} bytes")
+
+
+def _damaged(path: Path, what: str) -> UserError:
+    return UserError(f"{path}: {what}; the cube is damaged: recompute it with `landscape grid ... --overwrite`")
+
+
+#: Deepest nesting of the spec attr: a spec is tables of tables a few levels deep; a deeper one is
+#: damage, not something to recurse into.
+SPEC_DEPTH = 16
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` levels deep (walked level by level, not recursively)."""
+    level = [value]
+    for _ in range(limit):
+        level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
+    return any(isinstance(x, (dict, list)) for x in level)
+
+
 def _in_memory(ds: xr.Dataset, status: np.ndarray, finished_values: dict[str, np.ndarray]) -> xr.Dataset:
     """The cube with its per-cell variables as arrays: the finished cells' values as just read and
     verified, fill values elsewhere. zarr looks up every chunk of a variable it reads, pending or not,
@@ -215,17 +303,19 @@ def _in_memory(ds: xr.Dataset, status: np.ndarray, finished_values: dict[str, np
 
 def _check_attrs(path: Path, ds: xr.Dataset) -> None:
     def damaged(what: str) -> UserError:
-        return UserError(f"{path}: {what}; the cube is damaged: recompute it with `landscape grid ... --overwrite`")
+        return _damaged(path, what)
 
     for name in REQUIRED_ATTRS:
         if name not in ds.attrs:
             raise damaged(f"attr {name!r} is missing")
     try:
         spec = json.loads(ds.attrs["spec"])
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise damaged(f"attr 'spec' is not valid JSON ({first_line(e)})") from None
     if not isinstance(spec, dict):
         raise damaged("attr 'spec' is not a JSON table")
+    if _deeper_than(spec, SPEC_DEPTH):
+        raise damaged(f"attr 'spec' is nested deeper than {SPEC_DEPTH} levels")
     try:
         w0 = float(ds.attrs["w0"])
     except (TypeError, ValueError):
@@ -325,6 +415,8 @@ def verify_cells(ds: xr.Dataset, path: str | Path,
         value = chunks["status"].read(index)
         if isinstance(value, str):
             found[index] = Damage(index, "status", value)
+        elif int(value.reshape(())) not in STATUSES:
+            found[index] = Damage(index, "status", f"status {int(value.reshape(()))} is not one of {STATUSES}")
         else:
             status[index] = value.reshape(())
     finished = [tuple(int(k) for k in i) for i in np.argwhere(status != STATUS_PENDING)]
@@ -355,9 +447,13 @@ class _CellChunks:
         self.dtype = np.dtype(meta["dtype"])
         self.shape = tuple(meta["chunks"])
         self.separator = meta.get("dimension_separator", ".")
-        self.codecs = [numcodecs.get_codec(c) for c in meta.get("filters") or []]
-        if meta.get("compressor"):
-            self.codecs.append(numcodecs.get_codec(meta["compressor"]))
+        try:
+            self.codecs = [numcodecs.get_codec(c) for c in [*(meta.get("filters") or []), meta.get("compressor")] if c]
+        except Exception as e:  # numcodecs raises several types for an unknown or malformed codec
+            raise _damaged(folder.parent, f"{folder.name} is encoded with a codec this installation cannot "
+                                          f"decode ({type(e).__name__}: {first_line(e)})") from None
+        # A chunk holds at most its values plus a codec's header; anything larger is damage, not read whole.
+        self.limit = 2 * self.dtype.itemsize * math.prod(self.shape) + 4096
         self.keys = {k for k in os.listdir(folder) if not k.startswith(".")}
 
     @classmethod
@@ -391,7 +487,7 @@ class _CellChunks:
         if key not in self.keys:
             return None if missing_ok else "missing chunk"
         try:
-            raw: Any = (self.folder / key).read_bytes()
+            raw: Any = read_bounded(self.folder / key, self.limit, follow_symlinks=False)
             if not raw:
                 return "empty chunk"
             for codec in reversed(self.codecs):
@@ -405,7 +501,9 @@ def _verify_whole(ds: xr.Dataset, names: list[str]) -> tuple[np.ndarray, list[Da
     """verify_cells for a cube of another layout: whole variables, cells only where decoding fails."""
     status, bad = _read(ds, "status", None)
     found: dict[tuple[int, ...], Damage] = {i: Damage(i, "status", "unreadable chunk") for i in bad}
-    for i in bad:
+    for i in map(tuple, np.argwhere(~np.isin(status, STATUSES))):
+        found.setdefault(i, Damage(i, "status", f"status {int(status[i])} is not one of {STATUSES}"))
+    for i in found:
         status[i] = STATUS_PENDING
     finished = status != STATUS_PENDING
     for name in names:

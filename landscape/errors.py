@@ -12,3 +12,9 @@ class StoreError(Exception):
 def first_line(e: BaseException) -> str:
     """An exception's message cut to its first line, for a one-line report."""
     return (str(e).strip().splitlines() or [""])[0]
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters (ANSI escapes, newlines, bidi overrides) written
+    as Python escapes: what a cube or a file says is shown, never obeyed by the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -35,7 +35,7 @@ import torch
 from landscape import cube, limits
 from landscape.analysis import checked_levels
 from landscape.batching import Batching, decide
-from landscape.errors import StoreError, UserError, first_line
+from landscape.errors import StoreError, UserError, first_line, printable
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.schema import FIXED_PREFIX, SCHEMA_VERSION
@@ -214,6 +214,26 @@ class _CellProgress:
         return result
 
 
+#: Files that make a folder a zarr store (format 2 group or array, format 3).
+ZARR_MARKS = (".zgroup", ".zarray", "zarr.json")
+
+
+def resolve_out(out: str | Path) -> Path:
+    """``--out`` as an absolute path with ``..`` and symlinks resolved: what --overwrite may replace
+    is decided on the real folder, and aliases of one cube share one lock."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise UserError(f"--out {out!r} should name the cube's folder, e.g. results/mnist.zarr")
+    path = Path(os.path.realpath(out))
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise UserError(f"--out {out} is the working directory or a folder above it; "
+                        "name the cube's own folder, e.g. results/mnist.zarr")
+    store = next((p for p in path.parents if any((p / name).exists() for name in ZARR_MARKS)), None)
+    if store is not None:  # a cube inside a store would become part of it, and that store no cube of ours
+        raise UserError(f"--out {out} is inside the zarr store {store}; put the cube beside it, not in it")
+    return path
+
+
 def check_writable(out: Path) -> None:
     """Fail before any training if the cube could not be written (probing beats os.access as root)."""
     if out.exists() and not out.is_dir():
@@ -221,7 +241,7 @@ def check_writable(out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         for where in (out.parent, out) if out.exists() else (out.parent,):
-            tempfile.TemporaryDirectory(dir=where, prefix=".landscape-probe-").cleanup()
+            tempfile.TemporaryDirectory(dir=where, prefix=cube.PROBE_PREFIX).cleanup()
     except OSError as e:
         raise UserError(f"--out {out} is not writable: {e.strerror or e}") from None
 
@@ -415,7 +435,7 @@ def as_spec(spec: Spec | Mapping[str, Any] | str | Path, overrides: list[str] | 
         raw = read_spec_file(spec)
     if task is not None:
         raw["task"] = task
-    return resolve(apply_overrides(raw, list(overrides)))
+    return resolve(apply_overrides(raw, overrides))
 
 
 def run_grid(
@@ -439,7 +459,10 @@ def run_grid(
     of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core;
     ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
     """
-    out = Path(out)
+    out = resolve_out(out)
+    for name, value in (("jobs", jobs), ("threads", threads)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UserError(f"--{name} {value!r} should be a whole number")
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r} (known: {', '.join(BACKENDS)})")
     if jobs < 0:
@@ -451,11 +474,15 @@ def run_grid(
     spec = as_spec(spec, overrides, task)
     cores = os.cpu_count() or 1
     the_task = spec.make_task(data_dir)
+    if data_dir and not the_task.reads_data_dir:
+        print(printable(f"landscape: warning: --data-dir {data_dir} is ignored: task {spec.task} reads no data files"),
+              file=sys.stderr)
     device = worker_device()
     # A GPU: one worker feeding it big batches; on CPU all cores by default.
     jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
     the_task.check_axis(spec.axis_values)
     limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
+    cube.check_replaceable(out, overwrite)
     check_writable(out)
     steps_of = schedules(spec, the_task)
 

@@ -9,6 +9,7 @@ import xarray as xr
 
 from landscape.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
                                 is_loss, lu_mismatch, metric_of, over_representation, seed_summary)
+from landscape.errors import printable
 from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values
 
 
@@ -26,7 +27,7 @@ def describe(ds: xr.Dataset) -> str:
     ]
     lines += [f"fixed:       {name} = {value}" for name, value in fixed_values(ds.attrs).items()]
     body = _landscape_tables(ds) if is_landscape(ds) else _dynamics_table(ds)
-    return "\n".join(lines + body)
+    return "\n".join(printable(line) for line in lines + body)  # a cube's attrs are untrusted text
 
 
 def _training_path(attrs: dict) -> str:

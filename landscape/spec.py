@@ -18,6 +18,7 @@ import numpy as np
 
 from landscape.dtypes import DTYPES
 from landscape.errors import UserError
+from landscape.safeio import NotReadable, read_bounded
 from landscape.schema import KIND_DYNAMICS, KIND_LANDSCAPE
 from landscape.tasks import Task, make_task
 from landscape.tasks.base import SEED_LIMIT, check_finite, parse_options
@@ -172,22 +173,31 @@ def _check_epochs(epochs: int | str, axis: str) -> None:
         raise UserError(f"train.epochs = {epochs} must be >= 0 (0 = use train.steps)")
 
 
+#: Largest spec file read: specs are a few kB; this bounds a mistaken path such as /dev/zero.
+SPEC_LIMIT = 1 << 20
+
+
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_bounded(path, SPEC_LIMIT, regular_only=False).decode("utf-8-sig")
     except FileNotFoundError:
         raise UserError(f"spec file {path} does not exist") from None
     except OSError as e:
         raise UserError(f"cannot read spec file {path}: {e.strerror}") from None
+    except NotReadable as e:
+        raise UserError(f"spec file {e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"spec file {path} is not UTF-8 text (byte {e.start}), so not a TOML spec") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"spec file {path} is not valid TOML: {e}") from None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides; values are TOML, a bare word is taken as a string."""
+    check_overrides(overrides)
     task = raw.get("task")
     raw = json.loads(json.dumps({k: v for k, v in raw.items() if k != "task"}))  # deep copy of plain data
     if task is not None:
@@ -263,8 +273,14 @@ def resolve(raw: dict[str, Any]) -> Spec:
     return Spec(name, options, norm_axis, norm_values, cls.axis, axis_values, seeds, train, evalc, train_axes, cls)
 
 
+def check_overrides(overrides: Any) -> None:
+    """Overrides are a list of strings: a lone string would be split into its characters."""
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"overrides = {overrides!r} should be a list of \"key=value\" strings, e.g. [\"train.steps=600\"]")
+
+
 def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
-    return resolve(apply_overrides(read_spec_file(path), list(overrides)))
+    return resolve(apply_overrides(read_spec_file(path), overrides))
 
 
 def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:

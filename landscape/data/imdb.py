@@ -246,7 +246,7 @@ def _read_text(path: Path) -> str:
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
     texts, labels = [], []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets begin with a BOM
             reader = csv.reader(f)
             header = [h.strip().lower() for h in next(reader, [])]
             if "review" not in header or "sentiment" not in header:

@@ -64,9 +64,15 @@ def _load_idx_dir(directory: Path) -> MnistArrays:
         x, y, xp = arrays[f"{split}_x"], arrays[f"{split}_y"], paths[f"{split}_x"]
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise UserError(f"{xp} holds arrays of shape {x.shape}, expected (n, 28, 28)")
+        if not len(x):
+            raise UserError(f"{xp} holds no images")
+        if not np.isfinite(x).all():
+            raise UserError(f"{xp} holds pixels that are NaN or infinite")
         if y.ndim != 1 or len(y) != len(x):
             raise UserError(f"{paths[f'{split}_y']} has {y.shape} labels for {len(x)} images")
-        if len(y) and (y.min() < 0 or y.max() > 9):
+        if not np.issubdtype(y.dtype, np.integer):
+            raise UserError(f"{paths[f'{split}_y']} holds {y.dtype} labels; MNIST labels are integers 0..9")
+        if y.min() < 0 or y.max() > 9:
             raise UserError(f"{paths[f'{split}_y']} has labels outside 0..9")
     return MnistArrays(
         train_x=_pixels(arrays["train_x"]),

@@ -122,7 +122,7 @@ def read_rows(limit: int | None = None) -> Iterator[Row]:
     csv.field_size_limit(1 << 24)  # the XYZ and frequency columns run to a few kB
     count = 0
     for path in qm9pack_files():
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             for record in csv.DictReader(f):
                 if count == limit:
                     return

@@ -79,6 +79,9 @@ class Task(ABC):
     #: Contour levels of test_<figure_metric> (thumb, Goldilocks bands, thumb tips). None: the
     #: error's defaults (landscape.analysis.DEFAULT_LEVELS); a loss task must give its own.
     figure_levels: ClassVar[tuple[float, ...] | None] = None
+    #: Whether the task reads its data from ``data_dir`` (--data-dir); the runner warns that a
+    #: --data-dir given to a task that does not is ignored. An outside task that reads it sets True.
+    reads_data_dir: ClassVar[bool] = False
 
     def __init__(self, options: Any, data_dir: str | None = None):
         self.options = options

@@ -71,6 +71,7 @@ class Imdb(Task):
     # Test error of a sentiment LSTM stays above MNIST's 0.1 (Omnigrok Fig. 4b: 0.15-0.5).
     figure_levels = (0.2, 0.3, 0.4)
     Options = ImdbOptions
+    reads_data_dir = True
 
     def __init__(self, options: ImdbOptions, data_dir: str | None = None):
         super().__init__(options, resolve_data_dir(data_dir))

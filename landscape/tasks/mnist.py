@@ -36,6 +36,7 @@ class Mnist(Task):
     # never be reached; 80% sits well above the ~10-30% pre-grokking plateau and below the top.
     default_level = 0.80
     Options = MnistOptions
+    reads_data_dir = True
 
     def __init__(self, options: MnistOptions, data_dir: str | None = None):
         super().__init__(options, resolve_data_dir(data_dir))
