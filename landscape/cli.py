@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", help="dask scheduler address; without it --backend dask starts a local cluster")
     g.add_argument("--data-dir", help="directory with MNIST IDX files (else $LANDSCAPE_DATA, else embedded data)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--accept-versions", action="store_true",
+                   help="resume a cube computed with other torch or landscape versions (data and task code must match)")
 
     i = sub.add_parser("info", help="summarise a cube")
     i.add_argument("cube")
@@ -93,7 +95,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, threads=args.threads,
                            backend=args.backend,
                            scheduler=args.scheduler, overwrite=args.overwrite, data_dir=args.data_dir,
-                           progress=not args.quiet)
+                           progress=not args.quiet, accept_versions=args.accept_versions)
     except Interrupted as e:
         print(f"{_stopped(e.terminated)}: {e.stored}/{e.total} cells are stored in {e.out}; rerun the same command "
               "to resume", file=sys.stderr)

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from landscape import cube, limits
+from landscape import cube, fingerprint, limits
 from landscape.analysis import checked_levels
 from landscape.batching import Batching, decide
 from landscape.errors import StoreError, UserError, first_line
@@ -261,10 +261,12 @@ class Plan:
 
 
 def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int, device: str,
-                  steps_of: Mapping[Any, np.ndarray]) -> Plan:
+                  steps_of: Mapping[Any, np.ndarray], accept_versions: bool = False) -> Plan:
     """Create the template cube with its plan, or check that an existing one holds this very spec
+    (computed on the same data, task code, w0 and, unless ``accept_versions``, library versions)
     and return the plan stored in it."""
     w0 = default_init_norm(task)
+    inputs = fingerprint.attrs(task, spec.axis_values)
     if out.exists() and not overwrite:
         existing = cube.open_cube(out)
         differences = spec_differences(cube.stored_spec(existing), spec.to_dict())
@@ -276,6 +278,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
                 f"{out} was computed on {existing.attrs.get('data_source')!r}, not {task.data_source!r}; "
                 "use --overwrite or another --out"
             )
+        fingerprint.check_resume(existing.attrs, {**inputs, "w0": w0, **cube.library_versions()}, str(out),
+                                 accept_versions)
         return Plan.from_attrs(existing.attrs)
     batching = decide(task, spec, w0)
     cells = int(np.prod([len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds)]))
@@ -291,7 +295,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
         w0=w0,
         steps=np.unique(np.concatenate(list(steps_of.values()))),
         layers=layers,
-        attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source),
+        attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source), **inputs,
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
                "dtype": spec.train.dtype, **plan.attrs(), "figure_metric": task.figure_metric,
                "figure_levels": checked_levels(task.figure_metric, task.figure_levels)},
@@ -515,6 +519,7 @@ def run_grid(
     overwrite: bool = False,
     data_dir: str | None = None,
     progress: bool = True,
+    accept_versions: bool = False,
 ) -> RunSummary:
     """Compute every pending cell of a grid into the cube at ``out``; rerunning resumes.
 
@@ -522,6 +527,8 @@ def run_grid(
     ``--set`` strings such as ``"train.steps=600"``; ``task`` is a Task subclass to use in place
     of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core;
     ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
+    ``accept_versions`` resumes a cube computed with other torch or landscape versions (the data,
+    the task's code and w0 must still match: landscape.fingerprint).
     """
     out = Path(out)
     if backend not in BACKENDS:
@@ -549,15 +556,16 @@ def run_grid(
         executor = _Executor(backend, scheduler, jobs)
         try:
             threads = 1 if backend == "dask" else threads or _env_threads() or max(1, cores // jobs)
-            return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress)
+            return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress,
+                        accept_versions)
         finally:
             executor.close(interrupted=sys.exc_info()[0] is not None)
 
 
 def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, threads: int, device: str,
-         steps_of: Mapping[Any, np.ndarray], progress: bool) -> RunSummary:
+         steps_of: Mapping[Any, np.ndarray], progress: bool, accept_versions: bool) -> RunSummary:
     # With dask, the plan's job count is the cluster's: it decides batch sizes, so resumes reuse it.
-    plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of)
+    plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of, accept_versions)
     stored = cube.open_cube(out)
     status, damage = cube.verify_cells(stored, out)  # status over spec.cell_dims, the store's dims
     for d in damage:  # a damaged cell is pending again: rewritten whole, with its batch-mates' help

@@ -18,10 +18,14 @@ import pytest
 import xarray as xr
 
 from landscape import grid
+from landscape.cli import main
 from landscape.data import imdb
+from landscape.data.mnist import load_mnist
 from landscape.data.npz import read_npz
 from landscape.errors import UserError
 from tests.imdb_files import synthetic_reviews, write_npz
+from tests.mnist_files import write_fake_mnist
+from tests.test_integrity import edit_attrs
 
 
 class _RunsShell:
@@ -229,3 +233,120 @@ def test_sigterm_keeps_the_finished_cells_and_resumes(tmp_path):
     assert (xr.open_zarr(out)["status"].values == 1).sum() == 2
     code, err = finish(landscape_cli(*args))
     assert code == 0 and (xr.open_zarr(out)["status"].values == 1).all(), err
+
+
+# --- Resume refuses mixed inputs (item 5) ------------------------------------------------------------
+
+MNIST_GRID = """
+task = "mnist"
+[axes]
+alpha = [1.0, 2.0]
+N = [20]
+[train]
+steps = 2
+batch_size = 10
+max_batch_cells = 1
+[eval]
+every = 1
+"""
+
+
+def _interrupted_after_one_cell(monkeypatch, *args: str | Path) -> None:
+    monkeypatch.setenv(grid.STOP_AFTER_ENV, "1")
+    assert main(["grid", *map(str, args), "--jobs", "1", "--quiet"]) == 130
+    monkeypatch.delenv(grid.STOP_AFTER_ENV)
+
+
+def _refusal(capsys, *args: str | Path) -> str:
+    capsys.readouterr()
+    assert main(["grid", *map(str, args), "--jobs", "1", "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_resume_refuses_replaced_data_files(tmp_path, monkeypatch, capsys):
+    spec, out, data = tmp_path / "m.toml", tmp_path / "m.zarr", tmp_path / "mnist"
+    spec.write_text(MNIST_GRID)
+    write_fake_mnist(data, seed=0)
+    args = (spec, "--out", out, "--data-dir", data)
+    _interrupted_after_one_cell(monkeypatch, *args)
+    before = xr.open_zarr(out)["train_loss"].values.copy()
+    write_fake_mnist(data, seed=1)  # same names, same directory, same data_source
+    load_mnist.cache_clear()  # as a new driver process would read them
+    line = _refusal(capsys, *args)
+    assert f"{out} was computed on other data ('sha256:" in line and "--overwrite" in line
+    np.testing.assert_array_equal(xr.open_zarr(out)["train_loss"].values, before)  # untouched
+    write_fake_mnist(data, seed=0)  # the original files back: resumes
+    load_mnist.cache_clear()
+    assert main(["grid", *map(str, args), "--jobs", "1", "--quiet"]) == 0
+    assert (xr.open_zarr(out)["status"].values == 1).all()
+
+
+WIDTH_TASK = '''
+from torch import nn
+
+from landscape.models import mlp
+from landscape.tasks.teacher_student import TeacherStudent
+
+WIDTH = {width}
+
+
+class WidthTask(TeacherStudent):
+    name = "width"
+
+    def build_model(self):
+        return mlp((5, WIDTH, 5), nn.Tanh)
+'''
+
+
+@pytest.mark.parametrize("fingerprinted", [True, False])
+def test_resume_refuses_an_outside_task_whose_model_changed(tmp_path, fingerprinted):
+    """The task module's digest differs; in a cube from before fingerprints, w0 does."""
+    module, spec, out = tmp_path / "width_task.py", tmp_path / "w.toml", tmp_path / "w.zarr"
+    module.write_text(WIDTH_TASK.format(width=16))
+    spec.write_text(GRID.format(task="width_task:WidthTask", steps=4, every=2))
+    env = {"PYTHONPATH": str(tmp_path)}
+    args = ("grid", spec, "--out", out, "--jobs", "1", "--quiet")
+    code, err = finish(landscape_cli(*args, env={**env, grid.STOP_AFTER_ENV: "1"}))
+    assert code == 130, err
+    if not fingerprinted:
+        edit_attrs(out, lambda a: a.pop("fingerprint"))
+    module.write_text(WIDTH_TASK.format(width=64))
+    code, err = finish(landscape_cli(*args, env=env))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert ("other task code ('sha256:" if fingerprinted else "computed with w0 = ") in err
+    module.write_text(WIDTH_TASK.format(width=16))
+    code, err = finish(landscape_cli(*args, env=env))
+    assert code == 0 and (xr.open_zarr(out)["status"].values == 1).all(), err
+
+
+def test_a_version_difference_is_refused_unless_accepted(tmp_path, monkeypatch, capsys):
+    spec, out = tmp_path / "v.toml", tmp_path / "v.zarr"
+    spec.write_text(GRID.format(task="teacher-student", steps=4, every=2))
+    _interrupted_after_one_cell(monkeypatch, spec, "--out", out)
+    edit_attrs(out, lambda a: a.update(version_torch="1.0.0"))
+    line = _refusal(capsys, spec, "--out", out)
+    assert "computed with torch '1.0.0', this is torch '" in line and "--accept-versions" in line
+    assert main(["grid", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--accept-versions"]) == 0
+    assert (xr.open_zarr(out)["status"].values == 1).all()
+
+
+def test_run_grid_accepts_versions_too(tmp_path, monkeypatch):
+    spec, out = tmp_path / "v.toml", tmp_path / "v.zarr"
+    spec.write_text(GRID.format(task="teacher-student", steps=4, every=2))
+    _interrupted_after_one_cell(monkeypatch, spec, "--out", out)
+    edit_attrs(out, lambda a: a.update(version_landscape="0.0.1"))
+    with pytest.raises(UserError, match="landscape '0.0.1'"):
+        grid.run_grid(spec, out, jobs=1, progress=False)
+    summary = grid.run_grid(spec, out, jobs=1, progress=False, accept_versions=True)
+    assert (summary.already_done, summary.ran) == (1, 3)
+
+
+def test_a_cube_without_a_fingerprint_still_resumes(tmp_path, monkeypatch):
+    spec, out = tmp_path / "o.toml", tmp_path / "o.zarr"
+    spec.write_text(GRID.format(task="teacher-student", steps=4, every=2))
+    _interrupted_after_one_cell(monkeypatch, spec, "--out", out)
+    edit_attrs(out, lambda a: a.pop("fingerprint"))
+    summary = grid.run_grid(spec, out, jobs=1, progress=False)
+    assert (summary.already_done, summary.ran) == (1, 3)
