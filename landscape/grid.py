@@ -44,7 +44,8 @@ from landscape.schema import FIXED_PREFIX
 from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
 from landscape.tasks.registry import importable
-from landscape.train import STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, train_cell
+from landscape.train import (STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, check_task_outputs,
+                             train_cell)
 from landscape.vectorized import rows_per_step, train_cells
 
 BACKENDS = ("loky", "dask")
@@ -547,6 +548,7 @@ def run_grid(
     jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
     the_task.check_axis(spec.axis_values)
     limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
+    check_task_outputs(the_task, the_task.data(spec.axis_values[0]), spec.train.dtype)
     check_writable(out)
     steps_of = schedules(spec, the_task)
 

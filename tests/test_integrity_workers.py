@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import torch
 import xarray as xr
 
 from landscape import grid
@@ -23,6 +25,10 @@ from landscape.data import imdb
 from landscape.data.mnist import load_mnist
 from landscape.data.npz import read_npz
 from landscape.errors import UserError
+from landscape.spec import EvalConfig, TrainConfig
+from landscape.tasks.teacher_student import TeacherStudent, TeacherStudentOptions
+from landscape.train import train_cell
+from landscape.vectorized import train_cells
 from tests.imdb_files import synthetic_reviews, write_npz
 from tests.mnist_files import write_fake_mnist
 from tests.test_integrity import edit_attrs
@@ -350,3 +356,57 @@ def test_a_cube_without_a_fingerprint_still_resumes(tmp_path, monkeypatch):
     edit_attrs(out, lambda a: a.pop("fingerprint"))
     summary = grid.run_grid(spec, out, jobs=1, progress=False)
     assert (summary.already_done, summary.ran) == (1, 3)
+
+
+# --- An outside task's errors() and loss() of the wrong shape or range (item 10) ----------------------
+
+class LogitErrors(TeacherStudent):
+    """errors() returns a per-sample score, not a 0/1 error: negative error rates, before the check."""
+
+    name = "logit-errors"
+
+    def errors(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return pred.sum(-1) - 10
+
+
+class PerOutputErrors(TeacherStudent):
+    name = "per-output-errors"
+
+    def errors(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((pred - target) ** 2 >= self.options.threshold).to(pred.dtype)  # (samples, outputs)
+
+
+class PerSampleLoss(TeacherStudent):
+    name = "per-sample-loss"
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((pred - target) ** 2).mean(-1)  # one loss per sample, not their mean
+
+
+BAD_OUTPUTS = [(LogitErrors, "errors() returned values in [-"), (PerOutputErrors, "errors() returned (20, 5) for 20"),
+               (PerSampleLoss, "loss() returned (20,), not one number")]
+
+
+@pytest.mark.parametrize("cls,says", BAD_OUTPUTS)
+def test_bad_task_outputs_are_refused_before_a_store_exists(tmp_path, capsys, cls, says):
+    spec = tmp_path / "b.toml"
+    spec.write_text(GRID.format(task=f"tests.test_integrity_workers:{cls.__name__}", steps=4, every=2)
+                    .replace("N = [20, 40]", "N = [20]"))
+    out = tmp_path / "b.zarr"
+    assert main(["grid", str(spec), "--out", str(out), "--jobs", "1", "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines
+    assert f"task {cls.name!r} (tests.test_integrity_workers:{cls.__name__})" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("cls,says", BAD_OUTPUTS)
+def test_both_trainers_check_the_outputs_at_the_first_eval(cls, says, one_torch_thread):
+    task = cls(TeacherStudentOptions(), None)
+    split = task.data(20)
+    train, evalc = TrainConfig(steps=2), EvalConfig(every=1)
+    with pytest.raises(UserError, match=re.escape(says)):
+        train_cell(task, split, 1.0, 0, train, evalc)
+    batched = says.replace("(20, 5)", "(2, 20, 5)").replace("(20,), not", "(2, 20), not")
+    with pytest.raises(UserError, match=re.escape(batched)):
+        train_cells(task, [split, split], [1.0, 2.0], [0, 0], train, evalc, "cpu")
