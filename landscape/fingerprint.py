@@ -96,6 +96,12 @@ def attrs(task: Task, axis_values: list[Any]) -> dict[str, str]:
     return {ATTR: json.dumps(fingerprint(task, axis_values), sort_keys=True)}
 
 
+def _short(digest: Any) -> str:
+    """A digest as a report line shows it: enough hex to tell two apart, escaped if it is not text."""
+    text = repr(digest) if not isinstance(digest, str) else digest
+    return repr(text[:19] + ("..." if len(text) > 19 else ""))
+
+
 def check_resume(stored: Mapping[str, Any], now: Mapping[str, Any], where: str, accept_versions: bool) -> None:
     """Refuse in one line to resume the cube ``where`` (attrs ``stored``) with inputs that differ from
     those it was computed on (``now``: the attrs a new cube would get); parts the cube does not
@@ -110,8 +116,8 @@ def check_resume(stored: Mapping[str, Any], now: Mapping[str, Any], where: str, 
     current = json.loads(now[ATTR])
     for part, what in (("data", "data"), ("code", "task code")):
         if part in recorded and recorded[part] != current[part]:
-            raise UserError(f"{where} was computed on other {what} ({recorded[part]!r}, now {current[part]!r}); "
-                            f"resuming would mix two in one cube: {hint}")
+            raise UserError(f"{where} was computed on other {what} ({_short(recorded[part])}, now "
+                            f"{_short(current[part])}); resuming would mix two in one cube: {hint}")
     if "w0" in stored:
         try:
             w0 = float(stored["w0"])

@@ -335,6 +335,9 @@ def sigterm_stops() -> Iterator[None]:
     """Turn SIGTERM into ``Terminated`` for the block, so it stops a grid as Ctrl-C does: finished
     cells kept, workers stopped, one line."""
     def stop(signum: int, frame: Any) -> None:
+        # Senders often repeat SIGTERM (systemd, impatient scripts): the grid is stopping already,
+        # and a second Terminated would break off the teardown that stops the workers.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated
 
     try:

@@ -19,7 +19,7 @@ import pytest
 import torch
 import xarray as xr
 
-from landscape import grid
+from landscape import cube, grid
 from landscape.cli import main
 from landscape.data import imdb
 from landscape.data.mnist import load_mnist
@@ -29,7 +29,7 @@ from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.teacher_student import TeacherStudent, TeacherStudentOptions
 from landscape.train import train_cell
 from landscape.vectorized import train_cells
-from tests.imdb_files import synthetic_reviews, write_npz
+from tests.imdb_files import synthetic_reviews, write_csv, write_npz
 from tests.mnist_files import write_fake_mnist
 from tests.test_integrity import edit_attrs
 
@@ -410,3 +410,34 @@ def test_both_trainers_check_the_outputs_at_the_first_eval(cls, says, one_torch_
     batched = says.replace("(20, 5)", "(2, 20, 5)").replace("(20,), not", "(2, 20), not")
     with pytest.raises(UserError, match=re.escape(batched)):
         train_cells(task, [split, split], [1.0, 2.0], [0, 0], train, evalc, "cpu")
+
+
+def test_sigterm_during_creation_is_held_until_the_store_is_whole(tmp_path, monkeypatch, capsys):
+    spec, out = tmp_path / "c.toml", tmp_path / "c.zarr"
+    spec.write_text(GRID.format(task="teacher-student", steps=4, every=2))
+    create = cube.create
+
+    def terminated_create(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives inside grid.deferred_interrupt
+        create(*args, **kwargs)
+
+    monkeypatch.setattr(cube, "create", terminated_create)
+    assert main(["grid", str(spec), "--out", str(out), "--jobs", "1", "--quiet"]) == 143
+    assert capsys.readouterr().err.strip() == (f"terminated (SIGTERM) before any cell was computed in {out}; "
+                                               "rerun the same command to start")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the caller's handler is back
+    monkeypatch.setattr(cube, "create", create)
+    assert (xr.open_zarr(out)["status"].values == 0).all()
+    assert main(["grid", str(spec), "--out", str(out), "--jobs", "1", "--quiet"]) == 0
+
+
+def test_a_corpus_rewritten_with_its_old_size_and_mtime_is_not_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    path = write_csv(tmp_path / "csv" / imdb.CSV_NAME, synthetic_reviews(30, seed=0))
+    before = imdb.load_reviews(str(path.parent)).labels
+    st, data = os.stat(path), path.read_bytes()
+    flipped = data.replace(b",positive", b",X").replace(b",negative", b",positive").replace(b",X", b",negative")
+    assert len(flipped) == len(data)
+    path.write_bytes(flipped)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    np.testing.assert_array_equal(imdb.load_reviews(str(path.parent)).labels, 1 - before)

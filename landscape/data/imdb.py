@@ -18,7 +18,7 @@ the three common layouts it has (looked for in this order when several are there
   ranks, but stop words cannot be recognised and stay in.
 
 A direct path to a ``.csv`` or ``.npz`` file works too. The tokenized corpus (``Reviews``) is cached
-on disk (landscape.data.cache), keyed by the files' paths, sizes and mtimes and ``CODE_VERSION``.
+on disk (landscape.data.cache), keyed by the files' paths, sizes, mtimes and ctimes and ``CODE_VERSION``.
 """
 from __future__ import annotations
 
@@ -169,8 +169,10 @@ def _encode(reviews: Reviews, train: np.ndarray, test: np.ndarray, vocab: int, l
 
 
 def _stat(path: Path) -> list:
+    # The ctime too: a file rewritten to the same size with its mtime set back (os.utime, touch -r,
+    # some sync tools) would otherwise be read from the cache as its old contents.
     st = path.stat()
-    return [str(path), st.st_size, st.st_mtime_ns]
+    return [str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _tokenized(texts: list[str], labels: np.ndarray, official_test: np.ndarray | None,
