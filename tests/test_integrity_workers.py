@@ -441,3 +441,10 @@ def test_a_corpus_rewritten_with_its_old_size_and_mtime_is_not_read_from_the_cac
     path.write_bytes(flipped)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     np.testing.assert_array_equal(imdb.load_reviews(str(path.parent)).labels, 1 - before)
+
+
+def test_a_worker_whose_driver_is_already_gone_exits_at_once():
+    """The race between a worker's start and its parent-death signal: the initializer checks the parent."""
+    code = "import os; from landscape.grid import die_with_parent; die_with_parent(os.getppid() + 10**6); print('ran on')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "ran on" not in done.stdout
