@@ -17,10 +17,12 @@ from numpy.lib import format as npy_format
 
 from landscape.errors import UserError
 
-#: What an object array of lists of ints unpickles through (``numpy.core`` before numpy 2).
+#: numpy's array reconstructor, taken from where this numpy's pickles name it (numpy.core or numpy._core).
+_RECONSTRUCT = np.empty(0, dtype=object).__reduce__()[0]
+#: What an object array of lists of ints unpickles through, under the names of numpy 1 and numpy 2.
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.empty(0, dtype=object))[0],
-    ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.empty(0, dtype=object))[0],
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
