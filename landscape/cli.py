@@ -1,6 +1,6 @@
 """``landscape`` command line. Exit codes: 0 ok; 2 bad input (one line on stderr); 1 a failure of the
-machine (a full disk, a read-only filesystem) or of the engine, also in one line (LANDSCAPE_DEBUG=1
-shows the traceback); 130 interrupted; 141 output pipe closed (``landscape info cube | head``)."""
+machine (a full disk, a read-only filesystem), of a worker or of the engine, also in one line (LANDSCAPE_DEBUG=1
+shows the traceback); 130 interrupted; 143 SIGTERM; 141 output pipe closed (``landscape info cube | head``)."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", help="dask scheduler address; without it --backend dask starts a local cluster")
     g.add_argument("--data-dir", help="directory with MNIST IDX files (else $LANDSCAPE_DATA, else embedded data)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--accept-versions", action="store_true",
+                   help="resume a cube computed with other torch or landscape versions (data and task code must match)")
 
     i = sub.add_parser("info", help="summarise a cube")
     i.add_argument("cube")
@@ -87,24 +89,30 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from landscape.grid import Interrupted, run_grid
+    from landscape.grid import Interrupted, Terminated, run_grid
 
     try:
         summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, threads=args.threads,
                            backend=args.backend,
                            scheduler=args.scheduler, overwrite=args.overwrite, data_dir=args.data_dir,
-                           progress=not args.quiet)
+                           progress=not args.quiet, accept_versions=args.accept_versions)
     except Interrupted as e:
-        print(f"interrupted: {e.stored}/{e.total} cells are stored in {e.out}; rerun the same command to resume",
+        print(f"{_stopped(e.terminated)}: {e.stored}/{e.total} cells are stored in {e.out}; rerun the same command "
+              "to resume", file=sys.stderr)
+        return 143 if e.terminated else 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"{_stopped(terminated)} before any cell was computed in {args.out}; rerun the same command to start",
               file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(f"interrupted before any cell was computed in {args.out}; rerun the same command to start", file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
     repaired = f", {summary.repaired} damaged cells recomputed" if summary.repaired else ""
     print(f"{args.out}: {summary.already_done + summary.ran}/{summary.total} cells done "
           f"({summary.ran} computed now{repaired}, {summary.already_done} already there)")
     return 0
+
+
+def _stopped(terminated: bool) -> str:
+    return "terminated (SIGTERM)" if terminated else "interrupted"
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -20,19 +20,21 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from landscape import cube, limits
+from landscape import cube, fingerprint, limits
 from landscape.analysis import checked_levels
 from landscape.batching import Batching, decide
 from landscape.errors import StoreError, UserError, first_line, printable
@@ -42,7 +44,8 @@ from landscape.schema import FIXED_PREFIX, SCHEMA_VERSION
 from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
 from landscape.tasks.registry import importable
-from landscape.train import STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, train_cell
+from landscape.train import (STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, check_task_outputs,
+                             train_cell)
 from landscape.vectorized import rows_per_step, train_cells
 
 BACKENDS = ("loky", "dask")
@@ -77,12 +80,20 @@ class RunSummary:
     repaired: int = 0
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or a signal) stopped the grid; ``stored`` cells are in the cube."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (from ``timeout``, systemd, ``scancel``): stops the grid as Ctrl-C does."""
 
-    def __init__(self, out: Path, stored: int, total: int):
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM (``terminated``) stopped the grid; ``stored`` cells are in the cube."""
+
+    def __init__(self, out: Path, stored: int, total: int, terminated: bool = False):
         super().__init__(out, stored, total)
-        self.out, self.stored, self.total = out, stored, total
+        self.out, self.stored, self.total, self.terminated = out, stored, total, terminated
+
+
+class WorkerFailed(StoreError):
+    """A batch did not come back: its task raised or exited, or its worker process died."""
 
 
 class ClusterLost(UserError):
@@ -271,10 +282,12 @@ class Plan:
 
 
 def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int, device: str,
-                  steps_of: Mapping[Any, np.ndarray]) -> Plan:
+                  steps_of: Mapping[Any, np.ndarray], accept_versions: bool = False) -> Plan:
     """Create the template cube with its plan, or check that an existing one holds this very spec
+    (computed on the same data, task code, w0 and, unless ``accept_versions``, library versions)
     and return the plan stored in it."""
     w0 = default_init_norm(task)
+    inputs = fingerprint.attrs(task, spec.axis_values)
     if out.exists() and not overwrite:
         existing = cube.open_cube(out)
         differences = spec_differences(cube.stored_spec(existing), spec.to_dict())
@@ -286,6 +299,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
                 f"{out} was computed on {existing.attrs.get('data_source')!r}, not {task.data_source!r}; "
                 "use --overwrite or another --out"
             )
+        fingerprint.check_resume(existing.attrs, {**inputs, "w0": w0, **cube.library_versions()}, str(out),
+                                 accept_versions)
         return Plan.from_attrs(existing.attrs)
     batching = decide(task, spec, w0)
     cells = int(np.prod([len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds)]))
@@ -301,7 +316,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
         w0=w0,
         steps=np.unique(np.concatenate(list(steps_of.values()))),
         layers=layers,
-        attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source),
+        attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source), **inputs,
                "schema_version": SCHEMA_VERSION, "kind": spec.kind, "axis_role": task.axis_role,
                "reference_predictors": list(task.reference_predictors),
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
@@ -315,21 +330,47 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
     return plan
 
 
+#: The signals that stop a grid cleanly: held while a cell or the store is written.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, so a cell is never half written."""
-    received: list[Any] = []
+    """Hold Ctrl-C and SIGTERM until the block ends, so a cell is never half written."""
+    received: list[int] = []
     try:
-        previous = signal.signal(signal.SIGINT, lambda *a: received.append(a))
+        previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS}
     except ValueError:  # not in the main thread: nothing to defer
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:  # delivered again to the handler it was held from
+            signal.raise_signal(received[0])
+
+
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` for the block, so it stops a grid as Ctrl-C does: finished
+    cells kept, workers stopped, one line."""
+    def stop(signum: int, frame: Any) -> None:
+        # Senders often repeat SIGTERM (systemd, impatient scripts): the grid is stopping already,
+        # and a second Terminated would break off the teardown that stops the workers.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not in the main thread: the caller owns the signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Executor:
@@ -357,35 +398,44 @@ class _Executor:
             return DaskChannel(bar, self.client, f"landscape-progress-{uuid.uuid4().hex}")
         return DirectChannel(bar) if self.workers == 1 else SocketChannel(bar)
 
-    def results(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
-        """Results of ``run_batch(*call)`` for every call, as they finish."""
+    def results(self, calls: list[tuple[Any, ...]], names: Callable[[list[Cell]], str]
+                ) -> Iterator[list[tuple[Cell, CellResult]]]:
+        """Results of ``run_batch(*call)`` for every call, as they finish; a batch that fails (its
+        task raises or exits, its worker dies) is a ``WorkerFailed`` that ``names`` its cells."""
         if self.client is not None:
-            yield from self._dask(calls)
+            yield from self._dask(calls, names)
         elif self.workers == 1:  # one job: train in the driver, no worker process to start
             for call in calls:
-                yield run_batch(*call)
+                with _batch_failure(call[3], names):
+                    batch = run_batch(*call)
+                yield batch
         else:
-            yield from self._loky(calls)
+            yield from self._loky(calls, names)
 
-    def _loky(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
+    def _loky(self, calls: list[tuple[Any, ...]], names: Callable[[list[Cell]], str]
+              ) -> Iterator[list[tuple[Cell, CellResult]]]:
         from joblib.externals.loky import get_reusable_executor
 
         # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
-        self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60)
+        self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60,
+                                          initializer=die_with_parent, initargs=(os.getpid(),))
         # Left-over futures are not cancelled here: close() kills the workers, and loky's manager then
         # fails them itself (cancelling them first makes its thread print an InvalidStateError traceback).
-        futures = [self.pool.submit(run_batch, *call) for call in calls]
+        futures = {self.pool.submit(run_batch, *call): call[3] for call in calls}
         for future in concurrent.futures.as_completed(futures):
-            yield future.result()
+            with _batch_failure(futures[future], names):
+                batch = future.result()
+            yield batch
 
-    def _dask(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
+    def _dask(self, calls: list[tuple[Any, ...]], names: Callable[[list[Cell]], str]
+              ) -> Iterator[list[tuple[Cell, CellResult]]]:
         from distributed import as_completed
 
-        futures = [self.client.submit(run_batch, *call, pure=False) for call in calls]
+        futures = {self.client.submit(run_batch, *call, pure=False): call[3] for call in calls}
         try:
             for future in as_completed(futures):
                 try:
-                    yield future.result()
+                    batch = future.result()
                 except (KeyboardInterrupt, UserError):
                     raise
                 except Exception as e:
@@ -393,7 +443,9 @@ class _Executor:
                     # the client still tries to reconnect.
                     if isinstance(e, concurrent.futures.CancelledError) or self.client.status != "running":
                         raise ClusterLost(f"lost the dask cluster ({type(e).__name__}: {first_line(e)})") from None
-                    raise
+                    with _batch_failure(futures[future], names):
+                        raise
+                yield batch
         finally:
             for f in futures:
                 f.cancel()
@@ -413,6 +465,48 @@ class _Executor:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
+
+
+@contextlib.contextmanager
+def _batch_failure(cells: list[Cell], names: Callable[[list[Cell]], str]) -> Iterator[None]:
+    """Report a batch that did not come back as a ``WorkerFailed`` naming its cells. A task's
+    ``sys.exit()`` is a failure too, not the grid's own exit status (0 for ``sys.exit()``)."""
+    from joblib.externals.loky.process_executor import BrokenProcessPool
+
+    try:
+        yield
+    except (KeyboardInterrupt, UserError, StoreError):
+        raise
+    except SystemExit as e:
+        raise WorkerFailed(f"the task called sys.exit({e.code!r}) while training {names(cells)}") from e
+    except BrokenProcessPool as e:
+        codes = re.search(r"exit codes of the workers are (.*)", str(e))
+        raise WorkerFailed(f"a worker process died{f' (exit {codes[1]})' if codes else ''} while training "
+                           f"{names(cells)}") from e
+    except Exception as e:
+        raise WorkerFailed(f"{names(cells)} failed: {type(e).__name__}: {first_line(e)}") from e
+
+
+def die_with_parent(parent: int) -> None:
+    """Loky worker initializer: end this worker when the driver dies, however it dies (kill -9
+    included), rather than train on for nobody. Linux delivers SIGKILL on the parent's death; elsewhere
+    a thread watches the parent's PID."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the driver died before the signal was armed
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def quiet_threads() -> None:
@@ -451,6 +545,7 @@ def run_grid(
     overwrite: bool = False,
     data_dir: str | None = None,
     progress: bool = True,
+    accept_versions: bool = False,
 ) -> RunSummary:
     """Compute every pending cell of a grid into the cube at ``out``; rerunning resumes.
 
@@ -458,6 +553,8 @@ def run_grid(
     ``--set`` strings such as ``"train.steps=600"``; ``task`` is a Task subclass to use in place
     of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core;
     ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
+    ``accept_versions`` resumes a cube computed with other torch or landscape versions (the data,
+    the task's code and w0 must still match: landscape.fingerprint).
     """
     out = resolve_out(out)
     for name, value in (("jobs", jobs), ("threads", threads)):
@@ -483,24 +580,26 @@ def run_grid(
     the_task.check_axis(spec.axis_values)
     limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
     cube.check_replaceable(out, overwrite)
+    check_task_outputs(the_task, the_task.data(spec.axis_values[0]), spec.train.dtype)
     check_writable(out)
     steps_of = schedules(spec, the_task)
 
     from landscape.lock import cube_lock
 
-    with cube_lock(out):
+    with sigterm_stops(), cube_lock(out):
         executor = _Executor(backend, scheduler, jobs)
         try:
             threads = 1 if backend == "dask" else threads or _env_threads() or max(1, cores // jobs)
-            return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress)
+            return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress,
+                        accept_versions)
         finally:
             executor.close(interrupted=sys.exc_info()[0] is not None)
 
 
 def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, threads: int, device: str,
-         steps_of: Mapping[Any, np.ndarray], progress: bool) -> RunSummary:
+         steps_of: Mapping[Any, np.ndarray], progress: bool, accept_versions: bool) -> RunSummary:
     # With dask, the plan's job count is the cluster's: it decides batch sizes, so resumes reuse it.
-    plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of)
+    plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of, accept_versions)
     stored = cube.open_cube(out)
     status, damage = cube.verify_cells(stored, out)  # status over spec.cell_dims, the store's dims
     for d in damage:  # a damaged cell is pending again: rewritten whole, with its batch-mates' help
@@ -520,7 +619,7 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
              for b in batches]
     ran = 0
     try:
-        for batch in executor.results(calls):
+        for batch in executor.results(calls, functools.partial(cell_names, spec)):
             for cell, result in batch:
                 if cell.index not in pending:
                     continue  # a batch-mate written before: trained again only to keep the batch whole
@@ -531,15 +630,27 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
                 bar.cell_written()
                 if stop_after and ran == stop_after[0]:
                     os.kill(os.getpid(), stop_after[1])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         quiet_threads()
-        raise Interrupted(out, total - len(pending), total) from None
+        raise Interrupted(out, total - len(pending), total, isinstance(e, Terminated)) from None
     except (StoreError, ClusterLost) as e:
+        quiet_threads()
         raise type(e)(f"{e}; {total - len(pending)}/{total} cells are stored, rerun the same command to resume") from None
     finally:
         channel.close()
         bar.close()
     return RunSummary(total=total, already_done=already_done, ran=ran, repaired=len(damage))
+
+
+def cell_names(spec: Spec, cells: list[Cell], most: int = 3) -> str:
+    """``cell (w=2.5, N=20, seed=0)`` for a report line: the cells' coordinates, the first ``most`` of them."""
+    def name(c: Cell) -> str:
+        at = {"w": f"{c.w:.4g}", spec.axis: c.value, **c.settings, "seed": c.seed}
+        return "(" + ", ".join(f"{d}={at[d]}" for d in spec.cell_dims) + ")"
+
+    shown = ", ".join(name(c) for c in cells[:most])
+    more = f" and {len(cells) - most} more" if len(cells) > most else ""
+    return f"cell{'s' if len(cells) > 1 else ''} {shown}{more}"
 
 
 def _task_ref(spec: Spec) -> str | type[Task]:

@@ -41,7 +41,7 @@ from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 from landscape.train import (
     _EVAL_CHUNK, CURVES, STATUS_DIVERGED, STATUS_DONE, BatchOrder, CellResult, cell_eval_steps, converged,
-    eval_rows, full_batch, init_cell, make_optimizer, make_scheduler, step_seed, PROGRESS_EVERY,
+    check_outputs, eval_rows, full_batch, init_cell, make_optimizer, make_scheduler, step_seed, PROGRESS_EVERY,
 )
 
 #: Steps whose minibatch indices are drawn at once (bounds the index memory on long eval intervals).
@@ -71,6 +71,7 @@ class _Model:
     """The task's architecture as a function of stacked parameters and buffers, plus the stacking rules."""
 
     def __init__(self, task: Task, model: torch.nn.Module, randomness: str):
+        self.task = task
         self.names = [n for n, _ in model.named_parameters()]
         self.buffer_names = [n for n, _ in model.named_buffers()]
         params = [p for _, p in model.named_parameters()]
@@ -307,8 +308,10 @@ def _evaluate(fn: _Model, cells: _Cells, sets: list[tuple[tuple[torch.Tensor, to
             for lo in range(0, len(x), step):
                 xb, yb = x[lo : lo + step], y[lo : lo + step]
                 pred = fn.forward_shared(sub, xb)
-                loss_sum += fn.loss_shared(pred, yb).double() * len(xb)
-                err_sum += fn.errors_shared(pred, yb).double().sum(1)
+                loss, errors = fn.loss_shared(pred, yb), fn.errors_shared(pred, yb)
+                check_outputs(fn.task, loss, errors, len(xb), len(members))
+                loss_sum += loss.double() * len(xb)
+                err_sum += errors.double().sum(1)
             out[members, which] = (loss_sum / len(x)).cpu().numpy()
             out[members, 2 + which] = (err_sum / len(x)).cpu().numpy()
     out[:, 4] = fn.norms(cells.leaves).cpu().numpy()

@@ -18,14 +18,13 @@ the three common layouts it has (looked for in this order when several are there
   ranks, but stop words cannot be recognised and stay in.
 
 A direct path to a ``.csv`` or ``.npz`` file works too. The tokenized corpus (``Reviews``) is cached
-on disk (landscape.data.cache), keyed by the files' paths, sizes and mtimes and ``CODE_VERSION``.
+on disk (landscape.data.cache), keyed by the files' paths, sizes, mtimes and ctimes and ``CODE_VERSION``.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
-import pickle
 import re
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Iterable
 import numpy as np
 
 from landscape.data.cache import cached_arrays
+from landscape.data.npz import read_npz
 from landscape.data.text import Ragged, encode, ragged, vocabulary, words
 from landscape.errors import UserError
 
@@ -169,8 +169,10 @@ def _encode(reviews: Reviews, train: np.ndarray, test: np.ndarray, vocab: int, l
 
 
 def _stat(path: Path) -> list:
+    # The ctime too: a file rewritten to the same size with its mtime set back (os.utime, touch -r,
+    # some sync tools) would otherwise be read from the cache as its old contents.
     st = path.stat()
-    return [str(path), st.st_size, st.st_mtime_ns]
+    return [str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _tokenized(texts: list[str], labels: np.ndarray, official_test: np.ndarray | None,
@@ -274,20 +276,12 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     word_index = path.with_name(WORD_INDEX) if path.with_name(WORD_INDEX).is_file() else None
-    # Keras stores the rows as pickled lists; refuse anything but a zip archive before unpickling.
+    # Keras stores the rows as pickled lists: read_npz unpickles only numpy's array globals.
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a numpy .npz archive")
-    try:
-        with np.load(path, allow_pickle=True) as f:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
-            if missing:
-                raise UserError(f"{path}: no arrays {', '.join(missing)} (a Keras imdb.npz has x_train, y_train, "
-                                "x_test, y_test)")
-            halves = [(f[f"x_{s}"], f[f"y_{s}"]) for s in ("train", "test")]
-    except UserError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, pickle.UnpicklingError) as e:
-        raise UserError(f"{path}: not a readable numpy .npz archive ({e})") from None
+    arrays = read_npz(path, ("x_train", "y_train", "x_test", "y_test"),
+                      "a Keras imdb.npz has x_train, y_train, x_test, y_test")
+    halves = [(arrays[f"x_{s}"], arrays[f"y_{s}"]) for s in ("train", "test")]
     ranks, labels, official_test = [], [], []
     for (x, y), test in zip(halves, (False, True)):
         if x.ndim != 1 or y.shape != x.shape:
