@@ -42,8 +42,8 @@ from landscape.schema import FIXED_PREFIX
 from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
 from landscape.tasks.registry import importable
-from landscape.train import STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, train_cell
-from landscape.vectorized import rows_per_step, train_cells
+from landscape.schema import STATUS_PENDING
+from landscape.train import CellResult, cell_eval_steps, cell_steps, rows_per_step, train_cell, train_cells
 
 BACKENDS = ("loky", "dask")
 #: Environment variable of the test suite: interrupt the driver after it has written k cells,
