@@ -1,7 +1,7 @@
 """Training cells: one loop (loop.py) over two backends, one model (single.py) and stacked models
 under vmap (stacked.py); the optimizer chain (optim.py), the step and eval schedule (steps.py) and
 the device (device.py)."""
-from landscape.train.device import device_name, resolve_device
+from landscape.train.device import check_device, device_kind, device_name, resolve_device
 from landscape.train.loop import PROGRESS_EVERY, CellResult, converged, measure, run_cells
 from landscape.train.optim import make_optimizer, make_scheduler
 from landscape.train.single import EVAL_CHUNK, evaluate, group_norms, init_cell, train_cell
@@ -13,7 +13,7 @@ from landscape.train.steps import (
 
 __all__ = [
     "BatchOrder", "CellResult", "EVAL_CHUNK", "PROGRESS_EVERY", "cell_eval_steps", "cell_steps", "converged",
-    "device_name", "eval_rows", "eval_steps", "evaluate", "full_batch", "group_norms", "init_cell",
+    "check_device", "device_kind", "device_name", "eval_rows", "eval_steps", "evaluate", "full_batch", "group_norms", "init_cell",
     "make_optimizer", "make_scheduler", "measure", "minibatches", "resolve_device", "rows_per_step", "run_cells",
     "step_seed", "steps_per_epoch", "train_cell", "train_cells",
 ]

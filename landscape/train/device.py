@@ -17,14 +17,12 @@ def resolve_device(name: str) -> str:
 
     CUDA that this machine (or this torch build) lacks is a UserError, raised before any store exists.
     """
-    text = str(name).strip().lower()
+    text = check_device(name)
     if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if text == "cpu":
         return text
     match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if match is None:
-        raise UserError(f"--device {name!r} is not a device (known: {DEVICES})")
     if not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); "
                         "use --device cpu or auto")
@@ -44,3 +42,20 @@ def device_name(device: str | torch.device) -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def check_device(name: str) -> str:
+    """``name`` if it is a device name at all, without asking whether this machine has it (a dask
+    worker resolves it on its own machine)."""
+    text = str(name).strip().lower()
+    if text not in ("auto", "cpu") and re.fullmatch(r"cuda(:\d+)?", text) is None:
+        raise UserError(f"--device {name!r} is not a device (known: {DEVICES})")
+    return text
+
+
+def device_kind(name: str) -> str:
+    """``cpu`` or ``cuda``: what the planner sizes cell batches for (auto: what this machine has)."""
+    text = check_device(name)
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu" if text == "cpu" else "cuda"

@@ -94,9 +94,10 @@ def converged(train_loss: np.ndarray, train: TrainConfig) -> np.ndarray:
 
 
 def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarray, train: TrainConfig,
-              start: float, progress: Callable[[int], None] | None = None) -> list[CellResult]:
+              start: float, progress: Callable[[int], None] | None = None, measured: bool = True) -> list[CellResult]:
     """Train the backend's cells through ``evals``; ``splits`` are the cells' (CPU) data for the
-    task's measurements, ``start`` the wall time at which setting the cells up began.
+    task's measurements (``measured``: its extra curves and values; the batching probe's few rows are
+    no split of the task), ``start`` the wall time at which setting the cells up began.
 
     ``seconds`` of a cell is its share of the wall time: each stretch between evals is divided
     equally among the cells still training. ``progress`` is called with the cell-steps done since
@@ -105,7 +106,8 @@ def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarr
     count = backend.count
     curves = np.full((count, len(CURVES), len(evals)), np.nan)
     layer_norms = np.full((count, backend.groups, len(evals)), np.nan)
-    extra = np.full((count, len(task.extra_curves), len(evals)), np.nan)
+    names = list(task.extra_curves) if measured else []
+    extra = np.full((count, len(names), len(evals)), np.nan)
     steps = np.zeros(count, dtype=np.int64)
     last = np.zeros(count, dtype=np.int64)  # each cell's last eval
     seconds = np.zeros(count)
@@ -121,7 +123,7 @@ def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarr
                 progress(chunk * len(active))
         curves[active, :, k] = backend.evaluate()
         layer_norms[active, :, k] = backend.group_norms()
-        if task.extra_curves:
+        if names:
             for i, model in zip(active, backend.models(), strict=True):  # strict: each generator runs to its end
                 extra[i, :, k] = measure(task, model, splits[i])
         diverged = ~np.isfinite(curves[active, 0, k]) | ~np.isfinite(curves[active, 1, k])
@@ -139,5 +141,5 @@ def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarr
             backend.keep(~leaving)
     return [CellResult(eval_steps=evals, curves=curves[i], layer_norms=layer_norms[i], norm=float(curves[i, _NORM, last[i]]),
                        steps=int(steps[i]), seconds=float(seconds[i]), status=int(status[i]),
-                       extra_curves=dict(zip(task.extra_curves, extra[i])),
-                       extra_values=task.measure_extra_values(splits[i])) for i in range(count)]
+                       extra_curves=dict(zip(names, extra[i])),
+                       extra_values=task.measure_extra_values(splits[i]) if measured else {}) for i in range(count)]

@@ -131,9 +131,11 @@ class OneModel:
 
 
 def train_cell(task: Task, split: Split, w: float, seed: int, train: TrainConfig, evalc: EvalConfig,
-               progress: Callable[[int], None] | None = None, device: str | torch.device = "cpu") -> CellResult:
-    """Train one cell; ``progress`` is called with the steps done since its last call."""
+               progress: Callable[[int], None] | None = None, device: str | torch.device = "cpu",
+               measured: bool = True) -> CellResult:
+    """Train one cell; ``progress`` is called with the steps done since its last call; ``measured``:
+    with the task's extra curves and values."""
     start = time.perf_counter()
     backend = OneModel(task, split, w, seed, train, evalc, torch.device(device))
     evals = cell_eval_steps(train, evalc, len(split.train_y))
-    return run_cells(backend, task, [backend.split], evals, train, start, progress)[0]
+    return run_cells(backend, task, [backend.split], evals, train, start, progress, measured)[0]

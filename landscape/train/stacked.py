@@ -248,12 +248,13 @@ def train_cells(
     evalc: EvalConfig,
     device: str | torch.device = "cpu",
     progress: Callable[[int], None] | None = None,
+    measured: bool = True,
 ) -> list[CellResult]:
     """Train cells (split, w, seed) together; the same results as ``train_cell`` for each, in order.
 
     Every cell must train on the same number of rows per step (see ``rows_per_step``) and have the
     same eval steps; splits that are the same object are stored once. ``progress`` is called with
-    the cell-steps done since its last call.
+    the cell-steps done since its last call; ``measured``: with the task's extra curves and values.
     """
     start = time.perf_counter()
     if not (len(splits) == len(ws) == len(seeds)) or not splits:
@@ -267,4 +268,4 @@ def train_cells(
         if id(s) not in cast_once:
             cast_once[id(s)] = cast(s, torch_dtype(train.dtype))
     return run_cells(backend, task, [cast_once[id(s)] for s in splits], np.asarray(schedules.pop()), train, start,
-                     progress)
+                     progress, measured)
