@@ -223,9 +223,9 @@ def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: s
                     else:
                         results = train_cells(task, [splits[c.value] for c in group], [c.w for c in group],
                                               [c.seed for c in group], train, spec.eval, device, progress.steps)
-                except (UserError, KeyboardInterrupt):
+                except UserError:
                     raise
-                except Exception as e:
+                except Exception as e:  # the task's code (or a model the device cannot run): one line
                     raise _task_failed(task, spec, group, device, e) from None
                 out += zip(group, [progress.finished(r) for r in results])
         return out

@@ -12,8 +12,8 @@ from landscape.train.steps import (
 )
 
 __all__ = [
-    "BatchOrder", "CellResult", "EVAL_CHUNK", "PROGRESS_EVERY", "cell_eval_steps", "cell_steps", "converged",
-    "check_device", "device_kind", "device_name", "eval_rows", "eval_steps", "evaluate", "full_batch", "group_norms", "init_cell",
-    "make_optimizer", "make_scheduler", "measure", "minibatches", "resolve_device", "rows_per_step", "run_cells",
-    "step_seed", "steps_per_epoch", "train_cell", "train_cells",
+    "BatchOrder", "CellResult", "EVAL_CHUNK", "PROGRESS_EVERY", "cell_eval_steps", "cell_steps", "check_device",
+    "converged", "device_kind", "device_name", "eval_rows", "eval_steps", "evaluate", "full_batch", "group_norms",
+    "init_cell", "make_optimizer", "make_scheduler", "measure", "minibatches", "resolve_device", "rows_per_step",
+    "run_cells", "step_seed", "steps_per_epoch", "train_cell", "train_cells",
 ]

@@ -34,7 +34,7 @@ def select(task: Task, x: Any, rows: torch.Tensor, device: torch.device | None =
     """
     if isinstance(x, torch.Tensor):
         return task.select(x, rows.to(x.device))
-    return task.select(x, rows) if device is None else move(task.select(x, rows), device)
+    return task.select(x, rows) if device is None or device.type == "cpu" else move(task.select(x, rows), device)
 
 
 @torch.no_grad()
