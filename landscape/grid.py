@@ -321,7 +321,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
         layers=layers,
         attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source),
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
-               "dtype": spec.train.dtype, **plan.attrs(), **device_attrs(device), "figure_metric": task.figure_metric,
+               "dtype": spec.train.dtype, **plan.attrs(), **device_attrs(device),
+               "figure_metric": task.figure_metric,
                "figure_levels": checked_levels(task.figure_metric, task.figure_levels)},
         extra_curves=task.extra_curves,
         extra_values=task.extra_values,
@@ -334,7 +335,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
 def device_attrs(device: str) -> dict[str, str]:
     """The cube's record of where its cells train: ``device`` as given to the workers and its name
     (a dask worker resolves ``auto`` itself: the driver cannot name its device)."""
-    return {"device": device, "device_name": "chosen by each dask worker" if device == "auto" else device_name(device)}
+    name = "chosen by each dask worker" if device == "auto" else device_name(device)
+    return {"device": device, "device_name": name}
 
 
 def _check_resume_device(out: Path, attrs: Mapping[str, Any], device: str) -> None:

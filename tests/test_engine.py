@@ -66,13 +66,16 @@ def arrays(path: Path) -> dict[str, np.ndarray]:
         out = {}
         for name in sorted(n for n in [*ds.data_vars, *ds.coords] if n not in SKIPPED):
             values = np.ascontiguousarray(ds[name].values)
-            out[name] = np.array([str(v) for v in values.ravel()]).reshape(values.shape) if values.dtype.kind in "OUST" else values
+            if values.dtype.kind in "OUST":
+                values = np.array([str(v) for v in values.ravel()]).reshape(values.shape)
+            out[name] = values
         return out
 
 
 def digest(path: Path) -> dict[str, str]:
     """sha256 of each variable's and coordinate's raw array bytes, with its dtype and shape."""
-    return {name: f"{v.dtype.str}{v.shape}:{hashlib.sha256(v.tobytes()).hexdigest()}" for name, v in arrays(path).items()}
+    return {name: f"{v.dtype.str}{v.shape}:{hashlib.sha256(v.tobytes()).hexdigest()}"
+            for name, v in arrays(path).items()}
 
 
 def run(case: str, out: Path, extra: list[str] = ()) -> int:
@@ -153,15 +156,19 @@ def test_the_measurement_hook_gives_both_backends_the_same_values(name, options,
         assert a.extra_values == b.extra_values and set(a.extra_values) == set(task.extra_values)
         for curve in task.extra_curves:
             np.testing.assert_array_equal(a.extra_curves[curve][0], b.extra_curves[curve][0], err_msg=curve)
-            np.testing.assert_allclose(a.extra_curves[curve], b.extra_curves[curve], rtol=1e-4, atol=1e-6, err_msg=curve)
+            np.testing.assert_allclose(a.extra_curves[curve], b.extra_curves[curve], rtol=1e-4, atol=1e-6,
+                                       err_msg=curve)
 
 
-def test_device_cpu_runs_and_the_cube_records_it(tmp_path):
+def test_device_cpu_runs_and_the_cube_records_it(tmp_path, capsys):
     out = tmp_path / "cpu.zarr"
     assert run("teacher-student", out, ["--device", "cpu", "--set", "train.steps=20", "--set", "eval.every=10"]) == 0
     with xr.open_zarr(out) as ds:
         assert ds.attrs["device"] == "cpu" and ds.attrs["device_name"] == cpu_model()
         assert (ds["status"] == 1).all()
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert f"device:      cpu ({cpu_model()})" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

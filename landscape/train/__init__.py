@@ -8,12 +8,12 @@ from landscape.train.single import EVAL_CHUNK, evaluate, group_norms, init_cell,
 from landscape.train.stacked import train_cells
 from landscape.train.steps import (
     BatchOrder, cell_eval_steps, cell_steps, eval_rows, eval_steps, full_batch, minibatches, rows_per_step,
-    step_seed, steps_per_epoch,
+    seed_step, step_seed, steps_per_epoch,
 )
 
 __all__ = [
     "BatchOrder", "CellResult", "EVAL_CHUNK", "PROGRESS_EVERY", "cell_eval_steps", "cell_steps", "check_device",
     "converged", "device_kind", "device_name", "eval_rows", "eval_steps", "evaluate", "full_batch", "group_norms",
     "init_cell", "make_optimizer", "make_scheduler", "measure", "minibatches", "resolve_device", "rows_per_step",
-    "run_cells", "step_seed", "steps_per_epoch", "train_cell", "train_cells",
+    "run_cells", "seed_step", "step_seed", "steps_per_epoch", "train_cell", "train_cells",
 ]

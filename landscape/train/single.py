@@ -21,7 +21,7 @@ from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 from landscape.train.loop import CellResult, run_cells
 from landscape.train.optim import make_optimizer, make_scheduler
-from landscape.train.steps import cell_eval_steps, eval_rows, full_batch, minibatches, step_seed
+from landscape.train.steps import cell_eval_steps, eval_rows, full_batch, minibatches, seed_step
 
 EVAL_CHUNK = 8192  # rows per forward pass at eval time, to bound memory on 60k-sample sets
 
@@ -103,7 +103,7 @@ class OneModel:
             idx = next(self.batches)
             xb, yb = (self.whole, self.y) if idx is None else (select(self.task, self.x, idx, self.device),
                                                                 self.y[idx.to(self.device)])
-            torch.default_generator.manual_seed(step_seed(self.seed, step))
+            seed_step(self.seed, step, self.device)
             loss = self.task.loss(self.model(xb), yb)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()

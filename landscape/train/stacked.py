@@ -43,7 +43,7 @@ from landscape.tasks.base import Split, Task
 from landscape.train.loop import CellResult, run_cells
 from landscape.train.optim import clip_each_cell, make_optimizer, make_scheduler
 from landscape.train.single import EVAL_CHUNK, init_cell
-from landscape.train.steps import BatchOrder, cell_eval_steps, eval_rows, full_batch, rows_per_step, step_seed
+from landscape.train.steps import BatchOrder, cell_eval_steps, eval_rows, full_batch, rows_per_step, seed_step
 
 
 class _Model:
@@ -162,7 +162,7 @@ class StackedModels:
         for i, rows in enumerate(self._indices(k)):
             xb = pool_x.index_select(0, rows).view(n, -1, *pool_x.shape[1:])
             yb = pool_y.index_select(0, rows).view(n, -1, *pool_y.shape[1:])
-            torch.default_generator.manual_seed(step_seed(self.seed, first_step + i))
+            seed_step(self.seed, first_step + i, self.device)
             loss = fn.loss(fn.forward(self._state(), xb), yb).sum()  # cells' losses: independent grads
             self.opt.zero_grad(set_to_none=True)
             loss.backward()

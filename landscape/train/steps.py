@@ -53,6 +53,14 @@ def step_seed(seed: int, step: int) -> int:
     return (int(seed) * 1_000_003 + int(step)) % (1 << 63)
 
 
+def seed_step(seed: int, step: int, device: torch.device) -> None:
+    """Seed the generator that the random layers of a model on ``device`` draw from, for one step."""
+    torch.default_generator.manual_seed(step_seed(seed, step))
+    if device.type == "cuda":  # random layers on a GPU draw from that GPU's own generator
+        index = torch.cuda.current_device() if device.index is None else device.index
+        torch.cuda.default_generators[index].manual_seed(step_seed(seed, step))
+
+
 class BatchOrder:
     """A cell's minibatch indices: shuffled epochs (each drops its last incomplete batch), cycled.
 
