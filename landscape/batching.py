@@ -1,7 +1,7 @@
 """Whether a task's cells train as one batched model or one by one: decided by the engine, per grid.
 
 The probe trains two copies of one cell for two steps on a few samples through the batched trainer
-(landscape.vectorized) and compares them with the per-cell trainer. A model that vmap cannot run,
+(landscape.train.stacked) and compares them with the one-model backend. A model that vmap cannot run,
 or whose batched result differs, falls back to the per-cell path; the cube records which path ran
 and why (attrs ``batched`` and ``batching``). A task's ``vectorizable`` attribute overrides the probe.
 """
@@ -42,9 +42,6 @@ def decide(task: Task, spec: Spec, w0: float) -> Batching:
         return Batching(False, "train.max_batch_cells = 1 asks for the per-cell path")
     if task.vectorizable is False:
         return Batching(False, f"task {task.name!r} sets vectorizable = False")
-    if task.extra_curves:
-        return Batching(False, f"task {task.name!r} records extra curves ({', '.join(task.extra_curves)}), "
-                               "which the per-cell trainer measures")
     split = task.data(spec.axis_values[0])
     if not isinstance(split.train_x, torch.Tensor):
         return Batching(False, f"the inputs of task {task.name!r} are not one tensor "
@@ -78,7 +75,7 @@ def _draws_random_numbers(task: Task, split: Split) -> bool:
 
 
 def _probe(task: Task, spec: Spec, split: Split, random: bool, w0: float) -> Batching:
-    from landscape.vectorized import train_cells
+    from landscape.train import train_cells
 
     tiny = _tiny(split)
     w = spec.norm_values[0] * w0 if spec.norm_axis == "alpha" else spec.norm_values[0]
@@ -88,8 +85,9 @@ def _probe(task: Task, spec: Spec, split: Split, random: bool, w0: float) -> Bat
     evalc = EvalConfig(every=1, samples=0, points=2, level=spec.eval.level)
     try:
         with torch.random.fork_rng():
-            alone = train_cell(task, tiny, w, seed, train, evalc)
-            batched = train_cells(task, [tiny, tiny], [w, w], [seed, seed], train, evalc)
+            # Its few rows are no split of the task: the task's own measurements are left out.
+            alone = train_cell(task, tiny, w, seed, train, evalc, measured=False)
+            batched = train_cells(task, [tiny, tiny], [w, w], [seed, seed], train, evalc, measured=False)
     except Exception as e:  # whatever vmap or the model raises: the reason is the message
         return Batching(False, f"the model does not run batched under torch.func.vmap: "
                                f"{type(e).__name__}: {_first_line(e)}", random)

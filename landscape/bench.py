@@ -47,8 +47,7 @@ from landscape import grid
 from landscape.analysis import paired_comparison
 from landscape.spec import EvalConfig, Spec, TrainConfig, load_spec
 from landscape.tasks.base import Split, Task
-from landscape.train import eval_steps
-from landscape.vectorized import rows_per_step
+from landscape.train import eval_steps, rows_per_step
 
 SPEC = Path(__file__).resolve().parents[1] / "grids" / "mnist.toml"
 CORES = os.cpu_count() or 1
@@ -350,7 +349,7 @@ def main() -> None:
 
 def gpu_section(task: Task, spec: Spec) -> None:
     """Per-cell loop vs vectorized batches on the GPU; projects the paper's 588 x 10k grid."""
-    from landscape.vectorized import train_cells
+    from landscape.train import train_cells
 
     torch.set_num_threads(CORES)
     split = task.data(max(spec.axis_values))
@@ -384,8 +383,7 @@ def imdb_section(cells: int = 4, steps: int = 3) -> None:
     50 reviews x 500 tokens, 1 thread, evals cut to 10 rows. Token ids are random: the rates do not
     depend on the words, so no corpus is needed."""
     from landscape.tasks.imdb import Imdb, ImdbOptions
-    from landscape.train import train_cell
-    from landscape.vectorized import train_cells
+    from landscape.train import train_cell, train_cells
 
     class RandomTokens(Imdb):
         def __init__(self, options: ImdbOptions):

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace an existing cube instead of resuming it")
     g.add_argument("--backend", default="loky", help="loky (default, this machine) or dask")
     g.add_argument("--scheduler", help="dask scheduler address; without it --backend dask starts a local cluster")
+    g.add_argument("--device", default="auto",
+                   help="auto (default: CUDA when available), cpu, cuda or cuda:N; a run setting, not part of the spec")
     g.add_argument("--data-dir", help="directory with MNIST IDX files (else $LANDSCAPE_DATA, else embedded data)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--accept-versions", action="store_true",
@@ -93,7 +95,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     try:
         summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, threads=args.threads,
-                           backend=args.backend,
+                           backend=args.backend, device=args.device,
                            scheduler=args.scheduler, overwrite=args.overwrite, data_dir=args.data_dir,
                            progress=not args.quiet, accept_versions=args.accept_versions)
     except Interrupted as e:

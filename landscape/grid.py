@@ -40,13 +40,14 @@ from landscape.batching import Batching, decide
 from landscape.errors import StoreError, UserError, first_line, printable
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
-from landscape.schema import FIXED_PREFIX, SCHEMA_VERSION
+from landscape.schema import FIXED_PREFIX, SCHEMA_VERSION, STATUS_PENDING
 from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
 from landscape.tasks.registry import importable
-from landscape.train import (STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, check_task_outputs,
-                             train_cell)
-from landscape.vectorized import rows_per_step, train_cells
+from landscape.train import (
+    CellResult, cell_eval_steps, cell_steps, check_device, check_task_outputs, device_kind, device_name,
+    resolve_device, rows_per_step, train_cell, train_cells,
+)
 
 BACKENDS = ("loky", "dask")
 #: Environment variable of the test suite: interrupt the driver after it has written k cells,
@@ -168,12 +169,32 @@ def _worker_task(ref: str | type[Task], options_json: str, data_dir: str | None)
     return make_task(ref, json.loads(options_json), data_dir)
 
 
-def worker_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def worker_device(name: str) -> str:
+    """The device a worker trains on: ``name`` resolved on the worker's own machine. A plain ``cuda``
+    on a dask worker that sees several GPUs is the GPU of the worker's index (LocalCluster names its
+    workers 0, 1, ...), so each worker has its own; a worker that sees one (dask-cuda sets
+    CUDA_VISIBLE_DEVICES per worker) uses it."""
+    device = resolve_device(name)
+    if device != "cuda" or torch.cuda.device_count() < 2:
+        return device
+    try:
+        from distributed import get_worker
+
+        index = get_worker().name
+    except (ImportError, ValueError):  # not on a dask worker
+        return device
+    return f"cuda:{int(index) % torch.cuda.device_count()}" if str(index).isdigit() else device
+
+
+def _task_failed(task: Task, spec: Spec, cells: list[Cell], device: str, e: Exception) -> WorkerFailed:
+    """A task's exception in training as one line naming the task, its cells and the device."""
+    return WorkerFailed(f"task {task.name!r} failed on {cell_names(spec, cells)} on device {device}: "
+                        f"{type(e).__name__}: {first_line(e)}")
 
 
 def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: str | None, cells: list[Cell],
-              threads: int, batched: bool, report: Report | None = None) -> list[tuple[Cell, CellResult]]:
+              threads: int, batched: bool, report: Report | None = None,
+              device: str = "cpu") -> list[tuple[Cell, CellResult]]:
     """Worker entry point: everything it needs arrives as plain data (or the task class itself, when
     no import path reaches it); the task is built once per process.
 
@@ -182,6 +203,7 @@ def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: s
     """
     spec = resolve({**spec_dict, "task": task_ref})
     task = _worker_task(task_ref, json.dumps(spec.task_options, sort_keys=True), data_dir)
+    device = worker_device(device)
     before = torch.get_num_threads()
     torch.set_num_threads(min(threads, task.max_threads or threads))
     try:
@@ -196,13 +218,21 @@ def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: s
         out = []
         for (train, _, budget), part in parts.items():
             progress = _CellProgress(report, budget)
-            if len(part) == 1 or not batched:
-                out += [(c, progress.finished(train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval,
-                                                         progress.steps))) for c in part]
-                continue
-            results = train_cells(task, [splits[c.value] for c in part], [c.w for c in part], [c.seed for c in part],
-                                  train, spec.eval, worker_device(), progress.steps)
-            out += zip(part, [progress.finished(r) for r in results])
+            groups = [[c] for c in part] if len(part) == 1 or not batched else [part]
+            for group in groups:
+                try:
+                    if len(group) == 1:
+                        c = group[0]
+                        results = [train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval, progress.steps,
+                                              device)]
+                    else:
+                        results = train_cells(task, [splits[c.value] for c in group], [c.w for c in group],
+                                              [c.seed for c in group], train, spec.eval, device, progress.steps)
+                except UserError:
+                    raise
+                except Exception as e:  # the task's code (or a model the device cannot run): one line
+                    raise _task_failed(task, spec, group, device, e) from None
+                out += zip(group, [progress.finished(r) for r in results])
         return out
     finally:
         torch.set_num_threads(before)
@@ -301,10 +331,12 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
             )
         fingerprint.check_resume(existing.attrs, {**inputs, "w0": w0, **cube.library_versions()}, str(out),
                                  accept_versions)
+        _check_resume_device(out, existing.attrs, device)
         return Plan.from_attrs(existing.attrs)
     batching = decide(task, spec, w0)
     cells = int(np.prod([len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds)]))
-    plan = Plan(batching, batch_cells(spec, batching, cells, jobs, device), jobs, device)
+    kind = device_kind(device)
+    plan = Plan(batching, batch_cells(spec, batching, cells, jobs, kind), jobs, kind)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         layers = list(task.parameter_groups(task.build_model()))
@@ -320,7 +352,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
                "schema_version": SCHEMA_VERSION, "kind": spec.kind, "axis_role": task.axis_role,
                "reference_predictors": list(task.reference_predictors),
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
-               "dtype": spec.train.dtype, **plan.attrs(), "figure_metric": task.figure_metric,
+               "dtype": spec.train.dtype, **plan.attrs(), **device_attrs(device),
+               "figure_metric": task.figure_metric,
                "figure_levels": checked_levels(task.figure_metric, task.figure_levels)},
         extra_curves=task.extra_curves,
         extra_values=task.extra_values,
@@ -332,6 +365,22 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
 
 #: The signals that stop a grid cleanly: held while a cell or the store is written.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def device_attrs(device: str) -> dict[str, str]:
+    """The cube's record of where its cells train: ``device`` as given to the workers and its name
+    (a dask worker resolves ``auto`` itself: the driver cannot name its device)."""
+    name = "chosen by each dask worker" if device == "auto" else device_name(device)
+    return {"device": device, "device_name": name}
+
+
+def _check_resume_device(out: Path, attrs: Mapping[str, Any], device: str) -> None:
+    """A cube's cells come from one kind of device (CPU or CUDA round differently); the index of a
+    GPU may change. Cubes from before the device was recorded resume anywhere."""
+    stored = attrs.get("device")
+    if stored is not None and stored != "auto" and device != "auto" and device_kind(stored) != device_kind(device):
+        raise UserError(f"{out} was computed on {stored} ({attrs.get('device_name')}), not {device}; resume it "
+                        f"with --device {stored}, or use --overwrite or another --out")
 
 
 @contextlib.contextmanager
@@ -542,6 +591,7 @@ def run_grid(
     threads: int = 0,
     backend: str = "loky",
     scheduler: str | None = None,
+    device: str = "auto",
     overwrite: bool = False,
     data_dir: str | None = None,
     progress: bool = True,
@@ -555,6 +605,8 @@ def run_grid(
     ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
     ``accept_versions`` resumes a cube computed with other torch or landscape versions (the data,
     the task's code and w0 must still match: landscape.fingerprint).
+    ``device`` is auto (CUDA when available), cpu, cuda or cuda:N; on dask each worker resolves it
+    on its own machine (see ``worker_device``).
     """
     out = resolve_out(out)
     for name, value in (("jobs", jobs), ("threads", threads)):
@@ -568,15 +620,15 @@ def run_grid(
         raise UserError(f"--threads {threads} must be >= 0 (0 = cores / jobs)")
     if scheduler and backend != "dask":
         raise UserError("--scheduler needs --backend dask")
+    device = check_device(device) if backend == "dask" else resolve_device(device)
     spec = as_spec(spec, overrides, task)
     cores = os.cpu_count() or 1
     the_task = spec.make_task(data_dir)
     if data_dir and not the_task.reads_data_dir:
         print(printable(f"landscape: warning: --data-dir {data_dir} is ignored: task {spec.task} reads no data files"),
               file=sys.stderr)
-    device = worker_device()
     # A GPU: one worker feeding it big batches; on CPU all cores by default.
-    jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
+    jobs = jobs or (1 if device_kind(device) == "cuda" and backend == "loky" else cores)
     the_task.check_axis(spec.axis_values)
     limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
     cube.check_replaceable(out, overwrite)
@@ -615,8 +667,8 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     stop_after = _stop_after()
     bar = Bar(budget, total, already_done, task.name, progress)
     channel = executor.channel(bar)
-    calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.batching.batched, channel.report())
-             for b in batches]
+    calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.batching.batched, channel.report(),
+              device) for b in batches]
     ran = 0
     try:
         for batch in executor.results(calls, functools.partial(cell_names, spec)):

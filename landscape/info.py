@@ -25,6 +25,8 @@ def describe(ds: xr.Dataset) -> str:
         f"created:     {ds.attrs['created']}",
         f"training:    {_training_path(ds.attrs)}",
     ]
+    if "device" in ds.attrs:  # cubes before the device was recorded lack it
+        lines.append(f"device:      {ds.attrs['device']} ({ds.attrs['device_name']})")
     lines += [f"fixed:       {name} = {value}" for name, value in fixed_values(ds.attrs).items()]
     body = _landscape_tables(ds) if is_landscape(ds) else _dynamics_table(ds)
     return "\n".join(printable(line) for line in lines + body)  # a cube's attrs are untrusted text

@@ -28,7 +28,7 @@ from landscape.errors import UserError
 from landscape.schema import CURVES
 from landscape.spec import EvalConfig, Spec, TrainConfig
 from landscape.tasks import Split, Task
-from landscape.train import _EVAL_CHUNK, cell_steps, full_batch, steps_per_epoch
+from landscape.train import EVAL_CHUNK, cell_steps, full_batch, steps_per_epoch
 
 #: Most evals of one cell (its curves' length).
 MAX_EVALS = 100_000
@@ -87,7 +87,7 @@ def check_worker_memory(spec: Spec, task: Task) -> None:
     data += _nbytes(split.test_x, itemsize) + _nbytes(split.test_y, itemsize)
     rows = round(len(split.train_y) * scale)
     step_rows = rows if full_batch(rows, spec.train.batch_size) else spec.train.batch_size
-    activations = _activation_floats_per_row(task, split) * max(step_rows, min(rows, _EVAL_CHUNK)) * itemsize
+    activations = _activation_floats_per_row(task, split) * max(step_rows, min(rows, EVAL_CHUNK)) * itemsize
     available = psutil.virtual_memory().available
     if data + activations > available:
         raise UserError(

@@ -86,7 +86,7 @@ def section_quick(tmp: Path) -> None:
 
 
 def section_batch_sizes() -> None:
-    from landscape.vectorized import train_cells
+    from landscape.train import train_cells
 
     print(f"2. MNIST MLP (N = 1000, minibatch 100), cell-steps per second by cells per cell batch, {DEVICE}")
     spec = load_spec(ROOT / "grids/mnist.toml", ["axes.N=[1000]"])

@@ -27,8 +27,7 @@ from landscape.data.npz import read_npz
 from landscape.errors import UserError
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.teacher_student import TeacherStudent, TeacherStudentOptions
-from landscape.train import train_cell
-from landscape.vectorized import train_cells
+from landscape.train import train_cell, train_cells
 from tests.imdb_files import synthetic_reviews, write_csv, write_npz
 from tests.mnist_files import write_fake_mnist
 from tests.test_integrity import edit_attrs
@@ -154,7 +153,7 @@ def failing_spec(tmp_path) -> Path:
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("mode,says", [("exit", "the task called sys.exit(None) while training cell (w="),
-                                       ("raise", "failed: RuntimeError: broken task;")])
+                                       ("raise", "task 'failing' failed on cell (w=")])
 def test_a_task_that_exits_or_raises_fails_the_grid_naming_the_cell(failing_spec, tmp_path, jobs, mode, says):
     out = tmp_path / "f.zarr"
     code, err = finish(landscape_cli("grid", failing_spec, "--out", out, "--jobs", jobs, "--quiet",

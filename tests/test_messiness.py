@@ -11,8 +11,8 @@ from landscape.errors import UserError
 from landscape.spec import TrainConfig, EvalConfig, load_spec
 from landscape.tasks import make_task
 from landscape.tasks.mnist_repr import TEMPLATE_VALUES
-from landscape.train import CURVES, make_optimizer, make_scheduler, train_cell
-from landscape.vectorized import train_cells
+from landscape.schema import CURVES
+from landscape.train import make_optimizer, make_scheduler, train_cell, train_cells
 
 TOY = """
 task = "toy-addition"

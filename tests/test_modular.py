@@ -14,8 +14,8 @@ from landscape.norm import global_norm
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task
 from landscape.theory import kernel_interpolant, relu_kernel
-from landscape.train import CURVES, train_cell
-from landscape.vectorized import train_cells
+from landscape.schema import CURVES
+from landscape.train import train_cell, train_cells
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL_TF = {"p": 7, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32}

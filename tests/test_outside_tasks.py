@@ -18,8 +18,7 @@ from landscape.cli import main
 from landscape.grid import default_init_norm
 from landscape.spec import EvalConfig, TrainConfig, load_spec
 from landscape.tasks import make_task
-from landscape.train import evaluate, eval_rows, init_cell, train_cell
-from landscape.vectorized import train_cells
+from landscape.train import evaluate, eval_rows, init_cell, train_cell, train_cells
 from tests.conftest import ROOT
 from tests.outside_task import DropoutBatchNormTask
 

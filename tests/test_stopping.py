@@ -6,8 +6,8 @@ import xarray as xr
 from landscape.cli import main
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task
-from landscape.train import CURVES, STATUS_DONE, converged, eval_steps, train_cell
-from landscape.vectorized import train_cells
+from landscape.schema import CURVES, STATUS_DONE
+from landscape.train import converged, eval_steps, train_cell, train_cells
 from tests.test_cli_errors import expect_bad_input
 
 TRAIN_LOSS = CURVES.index("train_loss")

@@ -9,8 +9,8 @@ from landscape import grid
 from landscape.batching import Batching
 from landscape.spec import EvalConfig, TrainConfig, load_spec
 from landscape.tasks import make_task
-from landscape.train import CURVES, STATUS_DIVERGED, STATUS_DONE, BatchOrder, minibatches, train_cell
-from landscape.vectorized import train_cells
+from landscape.schema import CURVES, STATUS_DIVERGED, STATUS_DONE
+from landscape.train import BatchOrder, minibatches, train_cell, train_cells
 
 TRAIN_LOSS, TEST_LOSS, NORM = CURVES.index("train_loss"), CURVES.index("test_loss"), CURVES.index("norm")
 MNIST_TRAIN = TrainConfig(optimizer="adamw", lr=1e-3, batch_size=50, steps=30)

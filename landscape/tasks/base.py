@@ -59,13 +59,13 @@ class Task(ABC):
     default_level: ClassVar[float] = 0.95
     #: Task options as a dataclass type; spec ``[task_options]`` keys must be its fields.
     Options: ClassVar[type] = NoOptions
-    #: Whether many cells may train as one batched model (landscape.vectorized). None (the default):
+    #: Whether many cells may train as one batched model (landscape.train.stacked). None (the default):
     #: the runner decides by a probe, a step or two batched against the per-cell result
     #: (landscape.batching). False forces the per-cell path, True skips the probe.
     vectorizable: ClassVar[bool | None] = None
     #: Task-specific scalars recorded at every eval, name -> long name; the cube stores each as
-    #: ``<name>_curve`` over ``step``. Measured by :meth:`measure_extra_curves` (per-cell path only,
-    #: so a task with extra curves trains cell by cell).
+    #: ``<name>_curve`` over ``step``. Measured by :meth:`measure_extra_curves` on a CPU copy
+    #: of each cell's model, in either backend (landscape.train.loop.measure).
     extra_curves: ClassVar[Mapping[str, str]] = {}
     #: Task-specific constants of a cell (e.g. a reference solution's test error), name -> long
     #: name; the cube stores each as ``<name>`` over the cell dims. Measured by :meth:`measure_extra_values`.
