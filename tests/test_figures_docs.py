@@ -1,0 +1,147 @@
+"""What a researcher reads must be true: the commands the README and docs/ write refer to files and
+targets that exist, and the figures stay readable (tick labels that do not run together)."""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    """`modular-mlp{,-wd}-paper.toml` -> both names (the shell's brace expansion, one level)."""
+    parts = re.split(r"\{([^{}]*)\}", pattern)
+    choices = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(parts)]
+    return ["".join(c) for c in itertools.product(*choices)]
+
+
+def _make_targets() -> set[str]:
+    phony = re.search(r"^\.PHONY:(.*)$", _text(ROOT / "Makefile"), re.M)
+    assert phony, "the Makefile declares its targets as .PHONY"
+    return set(phony.group(1).split())
+
+
+def _make_commands() -> list[tuple[str, str]]:
+    """(document, command) for every `make ...` the docs write, one per `make` word."""
+    out = []
+    for doc in DOCS:
+        for line in _text(doc).splitlines():
+            for m in re.finditer(r"(?<![\w-])make ([a-z][^`|#&;]*)", line):
+                out.append((doc.name, m.group(1).strip()))
+    return out
+
+
+def test_docs_exist_and_the_readme_links_every_page():
+    readme = _text(ROOT / "README.md")
+    pages = [d for d in DOCS if d.parent.name == "docs"]
+    assert pages, "docs/ holds the per-experiment pages"
+    for page in pages:
+        assert f"(docs/{page.name})" in readme, f"README does not link docs/{page.name}"
+
+
+def test_every_relative_link_and_anchor_resolves():
+    def anchors(path: Path) -> set[str]:
+        # GitHub's slugs: lower case, punctuation dropped, spaces to hyphens.
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.*)$", _text(path), re.M)}
+
+    checked = 0
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", _text(doc)):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            assert dest.exists(), f"{doc.name}: link to {target} points nowhere"
+            if anchor:
+                assert anchor in anchors(dest), f"{doc.name}: no heading #{anchor} in {dest.name}"
+            checked += 1
+    assert checked >= 8
+
+
+def test_every_spec_path_the_docs_name_exists():
+    names = set()
+    for doc in DOCS:
+        names |= set(re.findall(r"(?:grids|examples)/[\w./{},*-]*\.toml", _text(doc)))
+    names.discard("grids/name.toml")  # the Commands table's placeholder
+    assert len(names) > 30
+    missing = [n for n in sorted(names) if not all(glob.glob(str(ROOT / p)) for p in _expand_braces(n))]
+    assert not missing, f"the docs name specs that do not exist: {missing}"
+
+
+def test_every_make_command_names_a_target_and_a_spec_that_exist():
+    targets = _make_targets()
+    commands = _make_commands()
+    assert len(commands) > 15
+    made = set()  # tasks whose cube a documented `make grid SPEC=...` writes
+    for _, cmd in commands:
+        if cmd.startswith("grid") and "SPEC=" in cmd and (t := re.search(r"TASK=([\w-]+)", cmd)):
+            made.add(t.group(1))
+    for doc, cmd in commands:
+        target = cmd.split()[0]
+        assert target in targets, f"{doc}: `make {cmd}`: no target {target!r} in the Makefile"
+        if "[" in cmd:  # the syntax line of the Commands table: placeholders
+            continue
+        spec = re.search(r"SPEC=(\S+)", cmd)
+        if spec:
+            assert (ROOT / spec.group(1)).is_file(), f"{doc}: `make {cmd}`: no spec {spec.group(1)}"
+        elif (task := re.search(r"TASK=([\w-]+)", cmd)) and target in ("grid", "figures"):
+            name = task.group(1)
+            assert (ROOT / "grids" / f"{name}.toml").is_file() or name in made, (
+                f"{doc}: `make {cmd}`: no grids/{name}.toml")
+
+
+def test_every_landscape_command_names_a_subcommand_and_a_spec_that_exist():
+    from landscape.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    known = set(sub.choices)
+    seen = 0
+    for doc in DOCS:
+        for m in re.finditer(r"(?<![\w/-])(?:\.venv/bin/)?landscape (\w+)((?: [^\s`|]+)?)", _text(doc)):
+            word, arg = m.group(1), m.group(2).strip()
+            if word not in known and not arg.startswith(("CUBE", "SPEC", "results/", "grids/")):
+                continue  # prose ("landscape figures", "landscape is ...")
+            assert word in known, f"{doc.name}: `landscape {word}` is no subcommand ({sorted(known)})"
+            if word == "grid" and arg.endswith(".toml"):
+                assert (ROOT / arg).is_file(), f"{doc.name}: `landscape grid {arg}`: no such spec"
+            seen += 1
+    assert seen >= 8
+
+
+def test_a_local_dask_cluster_says_nothing_about_a_taken_dashboard_port(tmp_path, capfd):
+    """`--backend dask` without `--scheduler` with port 8787 taken (another cluster, a notebook):
+    `--quiet` prints nothing but the summary line, not distributed's port warning."""
+    import socket
+    import warnings
+
+    from landscape.cli import main
+
+    holder = socket.socket()
+    try:
+        holder.bind(("", 8787))
+        holder.listen()
+    except OSError:
+        pass  # taken already: the case under test
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc = main(["grid", str(ROOT / "grids" / "teacher-student.toml"), "--out", str(tmp_path / "c.zarr"),
+                       "--backend", "dask", "--jobs", "1", "--quiet", "--set", "train.steps=20",
+                       "--set", "axes.N=[25]", "--set", "axes.alpha=[1.0]", "--set", "eval.every=10"])
+    finally:
+        holder.close()
+    err = capfd.readouterr().err
+    assert rc == 0
+    said = err + "".join(str(w.message) for w in caught)
+    assert "already in use" not in said, said
