@@ -51,7 +51,13 @@ def styled(build: Callable[P, Figure]) -> Callable[P, Figure]:
     @functools.wraps(build)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
         with mpl.rc_context(_RC):
-            return build(*args, **kwargs)
+            fig = build(*args, **kwargs)
+        for ax in fig.axes:
+            for axes in (ax, *ax.child_axes):  # the α axes are children of their w axes
+                for axis in (axes.xaxis, axes.yaxis):
+                    if axis.get_scale() in ("log", "functionlog"):
+                        plain_log_labels(axis)
+        return fig
     return wrapper
 
 
@@ -80,27 +86,41 @@ def add_alpha_axis(ax: Axes, w0: float, side: str = "top") -> None:
     if side == "top":
         secondary = ax.secondary_xaxis("top", functions=functions)
         secondary.set_xlabel(ALPHA_LABEL)
-        _plain_log_labels(secondary.xaxis, ax.xaxis)
     else:
         secondary = ax.secondary_yaxis("right", functions=functions)
         secondary.set_ylabel(ALPHA_LABEL)
-        _plain_log_labels(secondary.yaxis, ax.yaxis)
 
 
-def _plain_log_labels(axis: mpl.axis.Axis, parent: mpl.axis.Axis) -> None:
-    """Plain numbers at the decades, and at 2 and 5 of each decade where the axis spans under two
-    decades (read off the parent w axis: α = w/w₀ spans the same ratio): matplotlib labels every
-    minor tick of a short log axis, and on a narrow α grid (0.25-4) its labels ran into each other."""
+#: Which minor ticks of a log axis get a label, by the decades the axis spans (at least that many):
+#: matplotlib labels every minor tick of a short log axis in scientific notation, and those labels
+#: ran into each other (`3×10⁰4×10⁰`). Between 2 and 3, the narrowest labelled gap, lie 0.18 decades.
+_MINOR_LABELS = ((1.9, ()), (0.8, (2, 5)), (0.35, (2, 3, 5)), (0.0, (2, 3, 4, 5, 6, 7, 8, 9)))
+
+
+def plain_log_labels(axis: mpl.axis.Axis) -> None:
+    """Plain numbers on a log axis (``30``, not ``3×10¹``): every decade, and the minor ticks that
+    :data:`_MINOR_LABELS` allows for the span the axis shows when it is drawn."""
     def label(value: float, minor: bool) -> str:
         if minor:
-            low, high = sorted(parent.get_view_interval())
+            low, high = sorted(axis.get_view_interval())
+            span = math.log10(high / low) if low > 0 else math.inf
+            allowed = next(m for least, m in _MINOR_LABELS if span >= least)
             mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
-            if math.log10(high / low) >= 1.9 or not any(abs(mantissa - m) < 1e-6 for m in (2, 5)):
+            if not any(abs(mantissa - m) < 1e-6 for m in allowed):
                 return ""
-        return f"{value:g}"
+        return tick_text(value)
 
     axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: label(v, False)))
     axis.set_minor_formatter(mpl.ticker.FuncFormatter(lambda v, _: label(v, True)))
+
+
+def tick_text(value: float) -> str:
+    """``0.03``, ``200``, ``20000``; a power of ten beyond that (``10⁻⁶``, ``3×10⁶``)."""
+    if value <= 0 or 1e-3 <= value < 1e5:
+        return f"{value:.4g}"
+    exponent = math.floor(math.log10(value) + 1e-9)
+    mantissa = value / 10**exponent
+    return f"$10^{{{exponent}}}$" if abs(mantissa - 1) < 1e-6 else f"${mantissa:.3g}\\times 10^{{{exponent}}}$"
 
 
 def mark_alpha_one(ax: Axes, w0: float, vertical: bool = True) -> Line2D:

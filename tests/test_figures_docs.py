@@ -8,6 +8,7 @@ import itertools
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +146,67 @@ def test_a_local_dask_cluster_says_nothing_about_a_taken_dashboard_port(tmp_path
     assert rc == 0
     said = err + "".join(str(w.message) for w in caught)
     assert "already in use" not in said, said
+
+
+# --- figures: readable tick labels -------------------------------------------------------------
+
+def _tick_boxes(fig, axis):
+    """Window extents of the tick labels an axis shows, in drawing order along it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    low, high = sorted(axis.get_view_interval())
+    boxes = []
+    for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+        for label in (tick.label1, tick.label2):
+            if label.get_visible() and label.get_text() and low <= tick.get_loc() <= high:
+                boxes.append((tick.get_loc(), label.get_text(), label.get_window_extent(renderer)))
+    return sorted(boxes, key=lambda b: b[0])
+
+
+def _overlaps(boxes, horizontal: bool) -> list[str]:
+    bad = []
+    for (_, a, box_a), (_, b, box_b) in zip(boxes, boxes[1:]):
+        gap = box_b.x0 - box_a.x1 if horizontal else box_b.y0 - box_a.y1
+        if gap < 1:  # pixels: touching labels read as one number
+            bad.append(f"{a!r} / {b!r}")
+    return bad
+
+
+def _log_axes(fig):
+    for ax in fig.axes:
+        for axes in (ax, *ax.child_axes):
+            for axis, horizontal in ((axes.xaxis, True), (axes.yaxis, False)):
+                if axis.get_scale() in ("log", "functionlog"):
+                    yield axis, horizontal
+
+
+# alpha from a fraction of a decade (a user's 3 to 5) to four decades; N from two values to many.
+# matplotlib's own labels ran together (3×10⁰4×10⁰) on the 1.5-9 and 3-30 ranges.
+@pytest.mark.parametrize("alpha, values", [
+    (np.linspace(3.0, 5.0, 5), np.array([32, 1000])),
+    (np.geomspace(1.5, 9.0, 6), np.array([20, 35, 60, 150])),
+    (np.geomspace(3.0, 30.0, 6), np.array([30, 40, 60])),
+    (np.logspace(-2, 2, 9), np.array([10, 100, 1000, 10000, 50000])),
+])
+def test_tick_labels_of_log_axes_do_not_overlap(alpha, values):
+    from plots.goldilocks import goldilocks_figure
+    from plots.lu import lu_figure
+    from plots.thumb import thumb_figure
+    from tests.synthetic import make_cube
+
+    a, n = np.meshgrid(alpha, values, indexing="ij")
+    err = np.clip(np.abs(np.log10(a)) + 0.3 - 0.05 * np.log10(n), 0, 1)
+    cube = make_cube(alpha=alpha, values=values, test_err=err)
+    checked = 0
+    for build in (lu_figure, thumb_figure, goldilocks_figure):
+        fig = build(cube)
+        for axis, horizontal in _log_axes(fig):
+            boxes = _tick_boxes(fig, axis)
+            assert boxes, f"{build.__name__}: a log axis without a single label"
+            assert not _overlaps(boxes, horizontal), f"{build.__name__}: labels run together: {_overlaps(boxes, horizontal)}"
+            plain = [text for loc, text, _ in boxes if 1e-3 <= loc < 1e5]
+            assert not [t for t in plain if "times" in t or "×" in t], f"{build.__name__}: {plain}"
+            checked += 1
+    assert checked >= 9  # lu: w and α on two panels; thumb: w, α, N on two; goldilocks: N, w, α
