@@ -86,9 +86,11 @@ def add_alpha_axis(ax: Axes, w0: float, side: str = "top") -> None:
     if side == "top":
         secondary = ax.secondary_xaxis("top", functions=functions)
         secondary.set_xlabel(ALPHA_LABEL)
+        plain_log_labels(secondary.xaxis)
     else:
         secondary = ax.secondary_yaxis("right", functions=functions)
         secondary.set_ylabel(ALPHA_LABEL)
+        plain_log_labels(secondary.yaxis)
 
 
 #: Which minor ticks of a log axis get a label, by the decades the axis spans (at least that many):
