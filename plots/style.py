@@ -53,10 +53,11 @@ def styled(build: Callable[P, Figure]) -> Callable[P, Figure]:
         with mpl.rc_context(_RC):
             fig = build(*args, **kwargs)
         for ax in fig.axes:
-            for axes in (ax, *ax.child_axes):  # the α axes are children of their w axes
-                for axis in (axes.xaxis, axes.yaxis):
+            # The α axes are children of their w axes, and span as many decades.
+            for axes in (ax, *ax.child_axes):
+                for axis, parent in ((axes.xaxis, ax.xaxis), (axes.yaxis, ax.yaxis)):
                     if axis.get_scale() in ("log", "functionlog"):
-                        plain_log_labels(axis)
+                        plain_log_labels(axis, parent)
         return fig
     return wrapper
 
@@ -86,11 +87,11 @@ def add_alpha_axis(ax: Axes, w0: float, side: str = "top") -> None:
     if side == "top":
         secondary = ax.secondary_xaxis("top", functions=functions)
         secondary.set_xlabel(ALPHA_LABEL)
-        plain_log_labels(secondary.xaxis)
+        plain_log_labels(secondary.xaxis, ax.xaxis)
     else:
         secondary = ax.secondary_yaxis("right", functions=functions)
         secondary.set_ylabel(ALPHA_LABEL)
-        plain_log_labels(secondary.yaxis)
+        plain_log_labels(secondary.yaxis, ax.yaxis)
 
 
 #: Which minor ticks of a log axis get a label, by the decades the axis spans (at least that many):
@@ -99,12 +100,13 @@ def add_alpha_axis(ax: Axes, w0: float, side: str = "top") -> None:
 _MINOR_LABELS = ((1.9, ()), (0.8, (2, 5)), (0.35, (2, 3, 5)), (0.0, (2, 3, 4, 5, 6, 7, 8, 9)))
 
 
-def plain_log_labels(axis: mpl.axis.Axis) -> None:
+def plain_log_labels(axis: mpl.axis.Axis, span_of: mpl.axis.Axis | None = None) -> None:
     """Plain numbers on a log axis (``30``, not ``3×10¹``): every decade, and the minor ticks that
-    :data:`_MINOR_LABELS` allows for the span the axis shows when it is drawn."""
+    :data:`_MINOR_LABELS` allows for the decades ``span_of`` (default the axis itself) shows when
+    drawn. A secondary axis reads its parent: its own view interval is not kept current."""
     def label(value: float, minor: bool) -> str:
         if minor:
-            low, high = sorted(axis.get_view_interval())
+            low, high = sorted((span_of or axis).get_view_interval())
             span = math.log10(high / low) if low > 0 else math.inf
             allowed = next(m for least, m in _MINOR_LABELS if span >= least)
             mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
