@@ -142,6 +142,16 @@ def log_edges(centres: np.ndarray) -> np.ndarray:
     return 10.0 ** np.concatenate([[2 * log_c[0] - mid[0]], mid, [2 * log_c[-1] - mid[-1]]])
 
 
+def sampled_log_edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges for pcolormesh on a log axis that stay within the sampled range: geometric
+    midpoints inside, the first and last values at the ends (half cells there). Half a step beyond
+    the ends drew data at N = 32 and 1,000 from about 6 to 6,000. A single value gets ±0.25 decades."""
+    edges = log_edges(centres)
+    if edges.size > 2:
+        edges[[0, -1]] = np.asarray(centres, dtype=float)[[0, -1]]
+    return edges
+
+
 def collapse_status(status: xr.DataArray, keep: str) -> np.ndarray:
     """One status per value of ``keep``: pending if any cell there is pending, else diverged if any is, else done."""
     other = [d for d in status.dims if d != keep]

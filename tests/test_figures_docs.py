@@ -210,3 +210,58 @@ def test_tick_labels_of_log_axes_do_not_overlap(alpha, values):
             assert not [t for t in plain if "times" in t or "×" in t], f"{build.__name__}: {plain}"
             checked += 1
     assert checked >= 9  # lu: w and α on two panels; thumb: w, α, N on two; goldilocks: N, w, α
+
+
+# --- figures: the thumb map --------------------------------------------------------------------
+
+def _tipped_cube():
+    """A thumb whose best w moves between the rows that bracket the tip (the case where a star
+    interpolated between the rows' best w missed the contour)."""
+    from tests.synthetic import make_cube
+
+    alpha = np.logspace(-1, 1, 9)
+    values = np.array([32, 100, 1000])
+    err = np.array([[1.0, 0.9, 0.6],
+                    [0.9, 0.5, 0.3],
+                    [0.7, 0.25, 0.05],
+                    [0.3, 0.3, 0.02],
+                    [0.45, 0.08, 0.01],
+                    [0.6, 0.15, 0.04],
+                    [0.8, 0.4, 0.2],
+                    [1.0, 0.7, 0.5],
+                    [1.0, 1.0, 0.9]])
+    return make_cube(alpha=alpha, values=values, test_err=err)
+
+
+def test_thumb_star_sits_on_the_contour_it_closes_and_names_its_level():
+    from landscape.analysis import average_seeds, critical_data_size
+    from plots.thumb import thumb_figure
+
+    cube = _tipped_cube()
+    tips = critical_data_size(average_seeds(cube), [0.1, 0.2])  # what `info` and the figure read
+    fig = thumb_figure(cube, levels=[0.1, 0.2])
+    test_ax = fig.axes[1]
+    stars = [line.get_xydata()[0] for line in test_ax.lines if line.get_marker() == "*"]
+    contours = next(c for c in test_ax.collections if hasattr(c, "levels"))
+    to_axes = test_ax.transData + test_ax.transAxes.inverted()
+    for i, level in enumerate(contours.levels):
+        tip = tips.sel(level=level)
+        assert str(tip["position"].values) == "inside"
+        star = np.array([float(tip["w_tip"]), float(tip["N_c"])])
+        assert any(np.allclose(star, s) for s in stars), (star, stars)
+        path = contours.get_paths()[i]
+        distance = np.hypot(*(to_axes.transform(path.vertices) - to_axes.transform(star)).T).min()
+        assert distance < 0.005, f"the star of level {level} is {distance:.3f} panel widths off its contour"
+        assert f"{level:g}" in [t.get_text() for t in test_ax.texts], "the star's level is written beside it"
+
+
+def test_thumb_cells_cover_only_the_sampled_range():
+    from plots.thumb import thumb_figure
+    from tests.synthetic import make_cube
+
+    alpha = np.array([0.5, 1.0, 2.0])
+    cube = make_cube(alpha=alpha, values=np.array([32, 1000]), test_err=np.full((3, 2), 0.3))
+    fig = thumb_figure(cube)
+    for ax in fig.axes[:2]:
+        assert np.allclose(ax.get_ylim(), (32, 1000))
+        assert np.allclose(ax.get_xlim(), (cube["w"].values[0], cube["w"].values[-1]))
