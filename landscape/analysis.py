@@ -163,9 +163,11 @@ def goldilocks_zone(
 
     The band is the contiguous run of finished, qualifying grid cells around the best w; its edges
     are interpolated in log w to where ``var`` crosses the cutoff (an error linearly, a loss in
-    log10), and stop at the grid's end when the run reaches it. NaN where no cell qualifies.
+    log10), and stop at the grid's end when the run reaches it: such an edge is no edge of the
+    zone, only of the grid (the zone may go on beyond it), and ``lo_at_grid_edge`` /
+    ``hi_at_grid_edge`` say so. NaN where no cell qualifies.
 
-    Returns ``w_lo``, ``w_hi``, ``alpha_lo``, ``alpha_hi`` and the ``cutoff`` applied.
+    Returns ``w_lo``, ``w_hi``, ``alpha_lo``, ``alpha_hi``, the two grid-edge flags and the ``cutoff`` applied.
     """
     if threshold is not None and relative is not None:
         raise UserError("goldilocks_zone takes at most one of threshold= (absolute) or relative= (x best)")
@@ -181,12 +183,14 @@ def goldilocks_zone(
             raise UserError(f"relative={relative:g} must be at least 1 (the best cell always qualifies)")
         cutoff = relative * values.min("w")
     log_w = np.log10(cube["w"].values)
-    w_lo, w_hi = xr.apply_ufunc(
-        _band, to_scale(values, var), to_scale(cutoff, var), input_core_dims=[["w"], []], output_core_dims=[[], []],
-        vectorize=True, kwargs={"log_w": log_w},
+    w_lo, w_hi, lo_edge, hi_edge = xr.apply_ufunc(
+        _band, to_scale(values, var), to_scale(cutoff, var), input_core_dims=[["w"], []],
+        output_core_dims=[[], [], [], []], vectorize=True, kwargs={"log_w": log_w},
+        output_dtypes=[float, float, bool, bool],
     )
     w0 = cube.attrs["w0"]
-    result = xr.Dataset({"w_lo": w_lo, "w_hi": w_hi, "alpha_lo": w_lo / w0, "alpha_hi": w_hi / w0, "cutoff": cutoff})
+    result = xr.Dataset({"w_lo": w_lo, "w_hi": w_hi, "alpha_lo": w_lo / w0, "alpha_hi": w_hi / w0, "cutoff": cutoff,
+                         "lo_at_grid_edge": lo_edge, "hi_at_grid_edge": hi_edge})
     criterion = f"{var} <= {threshold:g}" if threshold is not None else f"{var} <= {relative:g} x best"
     result.attrs.update(var=var, criterion=criterion,
                         **({"threshold": threshold} if threshold is not None else {"relative": relative}))
@@ -290,11 +294,11 @@ def seed_summary(result: xr.Dataset, name: str) -> xr.DataArray:
     return result[f"{name}_mean"] if f"{name}_mean" in result else result[name]
 
 
-def _band(values: np.ndarray, cutoff: float, log_w: np.ndarray) -> tuple[float, float]:
+def _band(values: np.ndarray, cutoff: float, log_w: np.ndarray) -> tuple[float, float, bool, bool]:
     finite = np.isfinite(values)
     x, y = log_w[finite], values[finite]
     if y.size == 0 or not np.isfinite(cutoff) or y.min() > cutoff:
-        return np.nan, np.nan
+        return np.nan, np.nan, False, False
     lo = hi = int(np.argmin(y))
     while lo > 0 and y[lo - 1] <= cutoff:
         lo -= 1
@@ -302,7 +306,7 @@ def _band(values: np.ndarray, cutoff: float, log_w: np.ndarray) -> tuple[float, 
         hi += 1
     x_lo = x[lo] if lo == 0 else _crossing(x[lo - 1], y[lo - 1], x[lo], y[lo], cutoff)
     x_hi = x[hi] if hi == y.size - 1 else _crossing(x[hi], y[hi], x[hi + 1], y[hi + 1], cutoff)
-    return 10.0 ** x_lo, 10.0 ** x_hi
+    return 10.0 ** x_lo, 10.0 ** x_hi, lo == 0, hi == y.size - 1
 
 
 def _tip(z: np.ndarray, log_n: np.ndarray, log_w: np.ndarray, level: float) -> tuple[float, float, str]:

@@ -265,3 +265,36 @@ def test_thumb_cells_cover_only_the_sampled_range():
     for ax in fig.axes[:2]:
         assert np.allclose(ax.get_ylim(), (32, 1000))
         assert np.allclose(ax.get_xlim(), (cube["w"].values[0], cube["w"].values[-1]))
+
+
+# --- a Goldilocks edge at the grid's edge ------------------------------------------------------
+
+def _edge_cube():
+    """At N = 1000 test_err stays under 0.2 up to the largest alpha: the zone runs off the grid."""
+    from tests.synthetic import make_cube
+
+    alpha = np.array([0.5, 1.0, 2.0, 5.0])
+    err = np.array([[0.5, 0.4], [0.1, 0.05], [0.3, 0.1], [0.9, 0.15]])
+    return make_cube(alpha=alpha, values=np.array([100, 1000]), test_err=err)
+
+
+def test_a_goldilocks_edge_at_the_grid_edge_is_flagged_printed_and_drawn(tmp_path, capsys):
+    from landscape.analysis import goldilocks_zone
+    from landscape.cli import main
+    from plots.goldilocks import goldilocks_figure
+    from plots.lu import lu_figure
+
+    cube = _edge_cube()
+    zone = goldilocks_zone(cube).isel(seed=0)
+    assert zone["hi_at_grid_edge"].values.tolist() == [False, True]
+    assert zone["lo_at_grid_edge"].values.tolist() == [False, False]
+    assert float(zone["alpha_hi"].sel(N=1000)) == pytest.approx(5.0)
+    path = tmp_path / "edge.zarr"
+    cube.to_zarr(path, consolidated=True)
+    assert main(["info", str(path)]) == 0
+    flagged = [line.split() for line in capsys.readouterr().out.splitlines() if "grid edge" in line]
+    assert len(flagged) == 1 and flagged[0][0] == "1000" and flagged[0][-3:] == ["(w_hi:", "grid", "edge)"], flagged
+    assert float(flagged[0][4]) == pytest.approx(5.0)  # alpha_hi: the largest alpha on the grid
+    for fig in (goldilocks_figure(cube), lu_figure(cube)):
+        labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        assert any("grid edge" in label for label in labels), labels
