@@ -298,3 +298,32 @@ def test_a_goldilocks_edge_at_the_grid_edge_is_flagged_printed_and_drawn(tmp_pat
     for fig in (goldilocks_figure(cube), lu_figure(cube)):
         labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
         assert any("grid edge" in label for label in labels), labels
+
+
+# --- two models a user brings: a GRU and a residual MLP with BatchNorm and Dropout ------------
+
+USER_GRIDS = {
+    "tests.user_models:SeqGRU": {"alpha": [0.3, 1.0, 3.0], "N": [32, 400], "steps": 40, "batch": 32},
+    "tests.user_models:DiabetesResMLP": {"alpha": [0.3, 1.0, 3.0, 10.0], "N": [40, 300], "steps": 60, "batch": 20},
+}
+
+
+@pytest.mark.parametrize("task", sorted(USER_GRIDS))
+def test_user_models_run_through_the_cli_and_draw_every_figure(task, tmp_path, capsys):
+    from landscape.cli import main
+    from plots.render import KINDS
+
+    grid = USER_GRIDS[task]
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'task = "{task}"\n[axes]\nalpha = {grid["alpha"]}\nN = {grid["N"]}\nseed = [0]\n'
+                    f'[train]\noptimizer = "adam"\nlr = 3e-3\nbatch_size = {grid["batch"]}\nsteps = {grid["steps"]}\n'
+                    f'[eval]\nevery = 20\n')
+    cube = tmp_path / "cube.zarr"
+    assert main(["grid", str(spec), "--out", str(cube), "--jobs", "1", "--quiet"]) == 0
+    assert main(["info", str(cube)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(grid['alpha']) * 2}/{len(grid['alpha']) * 2} cells finished" in out
+    assert main(["plot", str(cube), "--out", str(tmp_path / "fig")]) == 0
+    written = sorted(p.name for p in (tmp_path / "fig").iterdir())
+    assert written == sorted(f"{k}.{ext}" for k in KINDS for ext in ("png", "pdf"))
+    assert all((tmp_path / "fig" / name).stat().st_size > 10_000 for name in written if name.endswith(".png"))
