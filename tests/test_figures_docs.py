@@ -327,3 +327,35 @@ def test_user_models_run_through_the_cli_and_draw_every_figure(task, tmp_path, c
     written = sorted(p.name for p in (tmp_path / "fig").iterdir())
     assert written == sorted(f"{k}.{ext}" for k in KINDS for ext in ("png", "pdf"))
     assert all((tmp_path / "fig" / name).stat().st_size > 10_000 for name in written if name.endswith(".png"))
+
+
+# --- make bench, section 3: the matmul share and the ceiling ------------------------------------
+
+@pytest.mark.parametrize("times, why", [
+    (dict(matmul=0.0, ops=1.0, wall=1.0, cpu=1.0, calls=0), "no matmul kernel"),
+    (dict(matmul=0.7, ops=0.9, wall=1.0, cpu=0.3, calls=10), "core was shared"),
+    # kernel times from a loaded run against the wall time of another: the "-82%" day
+    (dict(matmul=1.8, ops=1.9, wall=1.0, cpu=1.0, calls=10), "exceed the run's"),
+    (dict(matmul=0.9, ops=0.8, wall=1.0, cpu=1.0, calls=10), "exceed all ops"),
+    (dict(matmul=0.5, ops=0.9, wall=0.0, cpu=0.0, calls=10), "took no time"),
+])
+def test_matmul_share_says_why_instead_of_an_impossible_figure(times, why):
+    from landscape.bench import KernelTimes, matmul_share
+
+    share = matmul_share(KernelTimes(**times))
+    assert isinstance(share, str) and why in share, share
+
+
+def test_matmul_share_and_ceiling_of_parts_that_add_up():
+    from landscape.bench import KernelTimes, matmul_ceiling, matmul_share
+
+    share = matmul_share(KernelTimes(matmul=0.75, ops=0.95, wall=1.0, cpu=0.98, calls=400))
+    assert share == pytest.approx(0.75)
+    assert 0 <= 1 - share <= 1
+    # reference 2.0 CPU s, engine 1.2 CPU s of which 75% matmuls: 2.0 / 0.9
+    assert matmul_ceiling(2.0, 1.2, share) == pytest.approx(2.0 / 0.9)
+    # within the tolerance the ops may read a little over the wall clock; the share stays <= 1
+    assert matmul_share(KernelTimes(matmul=1.04, ops=1.05, wall=1.0, cpu=1.0, calls=1)) == 1.0
+    for bad in (0.0, -0.82, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            matmul_ceiling(2.0, 1.2, bad)
