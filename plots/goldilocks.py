@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from landscape.analysis import (INSIDE, average_seeds, critical_data_size, critical_norm, goldilocks_zone, levels_of,
                                 metric_of, seed_summary)
 from plots.style import (W_LABEL, add_alpha_axis, add_legend, axis_label, collapse_status, log_edges, mark_alpha_one,
-                         mark_missing_points, missing_point_handles, new_figure, set_title, styled)
+                         mark_missing_points, missing_point_handles, new_figure, set_title, styled, ticks_at_samples)
 
 
 @styled
@@ -71,6 +71,7 @@ def goldilocks_figure(cube: xr.Dataset, levels: Sequence[float] | None = None) -
     handles += missing_point_handles(mark_missing_points(ax, n, collapse_status(cube["status"], keep=axis)))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ticks_at_samples(ax.xaxis, n)
     ax.set_ylim(*log_edges(cube["w"].values)[[0, -1]])
     ax.set_xlabel(axis_label(cube))
     ax.set_ylabel(W_LABEL)

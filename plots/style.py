@@ -118,6 +118,17 @@ def plain_log_labels(axis: mpl.axis.Axis, span_of: mpl.axis.Axis | None = None) 
     axis.set_minor_formatter(mpl.ticker.FuncFormatter(lambda v, _: label(v, True)))
 
 
+def ticks_at_samples(axis: mpl.axis.Axis, values: np.ndarray) -> None:
+    """Major ticks at a few sampled values of a log axis (N = 25, 50, 100, 200), no minor ticks:
+    a reader wants the grid's own values, and the decades alone may label none of them. Left to
+    :func:`plain_log_labels` when there are many values or two sit too close to label apart."""
+    logs = np.log10(np.unique(np.asarray(values, dtype=float)))
+    if not 2 <= logs.size <= 8 or np.diff(logs).min() < (logs[-1] - logs[0]) / 12:
+        return
+    axis.set_major_locator(mpl.ticker.FixedLocator(10.0**logs))
+    axis.set_minor_locator(mpl.ticker.NullLocator())
+
+
 def tick_text(value: float) -> str:
     """``0.03``, ``200``, ``20000``; a power of ten beyond that (``10⁻⁶``, ``3×10⁶``)."""
     if value <= 0 or 1e-3 <= value < 1e5:

@@ -22,7 +22,7 @@ from landscape.analysis import (FIGURE_METRICS, INSIDE, average_seeds, critical_
                                 levels_of, metric_of, to_scale, validate_level)
 from landscape.errors import UserError
 from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, axis_label, mark_alpha_one, mark_missing_cells,
-                         new_figure, sampled_log_edges, set_title, styled)
+                         new_figure, sampled_log_edges, set_title, styled, ticks_at_samples)
 
 _COLORBAR_LABEL = {"err": "error (1 − accuracy)", "loss": "loss"}
 #: A loss map's colours span this many decades below its lowest level and above its highest (at
@@ -77,6 +77,7 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] | None = None, smooth
         ax.set_yscale("log")
         ax.set_xlim(w_edges[0], w_edges[-1])
         ax.set_ylim(n_edges[0], n_edges[-1])
+        ticks_at_samples(ax.yaxis, n)
         _contours(ax, w, n, z, levels, var)
         tipped, outside = _mark_tips(ax, critical_data_size(maps, list(levels), var), axis)
         any_tip |= tipped
