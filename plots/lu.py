@@ -79,7 +79,8 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None, threshold
             ax.set_ylim(-0.03, 1.03)
         elif _any_positive(mean.sel({axis: chosen}), kind):  # a log axis with no positive data cannot place ticks
             ax.set_yscale("log", nonpositive="mask")
-        _reserve_bottom(ax, _band_y(len(chosen)))
+        if np.isfinite(band["w_lo"].sel({axis: chosen}).values).any():
+            _reserve_bottom(ax, _band_y(len(chosen)))
         ax.set_xlabel(W_LABEL)
         ax.set_ylabel(ylabel)
         add_alpha_axis(ax, cube.attrs["w0"])
