@@ -131,8 +131,8 @@ def ticks_at_samples(axis: mpl.axis.Axis, values: np.ndarray) -> None:
 
 def tick_text(value: float) -> str:
     """``0.03``, ``200``, ``20000``; a power of ten beyond that (``10⁻⁶``, ``3×10⁶``)."""
-    if value <= 0 or 1e-3 <= value < 1e5:
-        return f"{value:.4g}"
+    if value <= 0 or 1e-3 <= value < 1e5:  # positional: "{:g}" would write 10000 as 1e+04
+        return np.format_float_positional(value, precision=4, unique=True, fractional=False, trim="-")
     exponent = math.floor(math.log10(value) + 1e-9)
     mantissa = value / 10**exponent
     return f"$10^{{{exponent}}}$" if abs(mantissa - 1) < 1e-6 else f"${mantissa:.3g}\\times 10^{{{exponent}}}$"

@@ -207,7 +207,7 @@ def test_tick_labels_of_log_axes_do_not_overlap(alpha, values):
             assert boxes, f"{build.__name__}: a log axis without a single label"
             assert not _overlaps(boxes, horizontal), f"{build.__name__}: labels run together: {_overlaps(boxes, horizontal)}"
             plain = [text for loc, text, _ in boxes if 1e-3 <= loc < 1e5]
-            assert not [t for t in plain if "times" in t or "×" in t], f"{build.__name__}: {plain}"
+            assert not [t for t in plain if "times" in t or "×" in t or "e+" in t], f"{build.__name__}: {plain}"
             checked += 1
     assert checked >= 9  # lu: w and α on two panels; thumb: w, α, N on two; goldilocks: N, w, α
 
@@ -344,6 +344,13 @@ def test_matmul_share_says_why_instead_of_an_impossible_figure(times, why):
 
     share = matmul_share(KernelTimes(**times))
     assert isinstance(share, str) and why in share, share
+
+
+def test_tick_text_writes_plain_numbers_and_powers_of_ten_beyond():
+    from plots.style import tick_text
+
+    assert [tick_text(v) for v in (10000, 0.03, 2.5, 200)] == ["10000", "0.03", "2.5", "200"]
+    assert [tick_text(v) for v in (1e5, 1e-4, 3e6)] == ["$10^{5}$", "$10^{-4}$", "$3\\times 10^{6}$"]
 
 
 def test_matmul_share_and_ceiling_of_parts_that_add_up():
