@@ -165,9 +165,11 @@ def goldilocks_zone(
 
     The band is the contiguous run of finished, qualifying grid cells around the best w; its edges
     are interpolated in log w to where ``var`` crosses the cutoff (an error linearly, a loss in
-    log10), and stop at the grid's end when the run reaches it. NaN where no cell qualifies.
+    log10), and stop at the grid's end when the run reaches it: such an edge is no edge of the
+    zone, only of the grid (the zone may go on beyond it), and ``lo_at_grid_edge`` /
+    ``hi_at_grid_edge`` say so. NaN where no cell qualifies.
 
-    Returns ``w_lo``, ``w_hi``, ``alpha_lo``, ``alpha_hi`` and the ``cutoff`` applied.
+    Returns ``w_lo``, ``w_hi``, ``alpha_lo``, ``alpha_hi``, the two grid-edge flags and the ``cutoff`` applied.
     """
     if threshold is not None and relative is not None:
         raise UserError("goldilocks_zone takes at most one of threshold= (absolute) or relative= (x best)")
@@ -183,12 +185,14 @@ def goldilocks_zone(
             raise UserError(f"relative={relative:g} must be at least 1 (the best cell always qualifies)")
         cutoff = relative * values.min("w")
     log_w = np.log10(cube["w"].values)
-    w_lo, w_hi = xr.apply_ufunc(
-        _band, to_scale(values, var), to_scale(cutoff, var), input_core_dims=[["w"], []], output_core_dims=[[], []],
-        vectorize=True, kwargs={"log_w": log_w},
+    w_lo, w_hi, lo_edge, hi_edge = xr.apply_ufunc(
+        _band, to_scale(values, var), to_scale(cutoff, var), input_core_dims=[["w"], []],
+        output_core_dims=[[], [], [], []], vectorize=True, kwargs={"log_w": log_w},
+        output_dtypes=[float, float, bool, bool],
     )
     w0 = cube.attrs["w0"]
-    result = xr.Dataset({"w_lo": w_lo, "w_hi": w_hi, "alpha_lo": w_lo / w0, "alpha_hi": w_hi / w0, "cutoff": cutoff})
+    result = xr.Dataset({"w_lo": w_lo, "w_hi": w_hi, "alpha_lo": w_lo / w0, "alpha_hi": w_hi / w0, "cutoff": cutoff,
+                         "lo_at_grid_edge": lo_edge, "hi_at_grid_edge": hi_edge})
     criterion = f"{var} <= {threshold:g}" if threshold is not None else f"{var} <= {relative:g} x best"
     result.attrs.update(var=var, criterion=criterion,
                         **({"threshold": threshold} if threshold is not None else {"relative": relative}))
@@ -203,10 +207,12 @@ def critical_data_size(
     """The critical data size (the tip of the thumb) for each level, as ``<axis>_c`` (e.g. ``N_c``).
 
     ``var`` defaults to test_<metric> of the cube and ``level`` to its levels (:func:`levels_of`).
-    N_c is the smallest axis value at which some w reaches ``var`` <= level. Between the last
-    grid row above the level and the first at or below it, the best ``var`` over w is interpolated
-    in log N (an error linearly, a loss in log10); ``w_tip`` interpolates the best w between the
-    same rows, in log w.
+    N_c is the smallest axis value at which some w reaches ``var`` <= level: the tip of the thumb
+    figure's contour. Between the last grid row above the level and the first at or below it,
+    ``var`` is interpolated in log N at each grid w (an error linearly, a loss in log10; bilinear
+    in log w between them, as the contours are drawn); the first w to reach the level is
+    ``w_tip`` and the N where it does is N_c. (Between grid w the interpolant never dips below
+    both neighbours, so the tip is always at a grid w.)
     ``position`` says where the tip lies: "inside" the grid; "below_grid" (already reached at the
     smallest axis value, so N_c <= that value and is reported NaN); "above_grid" (never reached,
     N_c > the largest value, NaN); "no_data" (no finished cell). Rows with no finished cell are
@@ -219,14 +225,14 @@ def critical_data_size(
         validate_level(var, x)
     axis = cube.attrs["axis"]
     values = done(cube, var)
-    best = values.min("w")
-    best_w = _quiet(values.idxmin, "w")
     log_n = np.log10(cube[axis].values.astype(float))
+    log_w = np.log10(cube["w"].values)
     per_level = []
     for x in levels:
         n_c, w_tip, position = xr.apply_ufunc(
-            _tip, to_scale(best, var), best_w, input_core_dims=[[axis], [axis]], output_core_dims=[[], [], []],
-            vectorize=True, kwargs={"log_n": log_n, "level": to_scale(x, var)}, output_dtypes=[float, float, object],
+            _tip, to_scale(values, var), input_core_dims=[[axis, "w"]], output_core_dims=[[], [], []],
+            vectorize=True, kwargs={"log_n": log_n, "log_w": log_w, "level": to_scale(x, var)},
+            output_dtypes=[float, float, object],
         )
         per_level.append(xr.Dataset({f"{axis}_c": n_c, "w_tip": w_tip, "position": position.astype(str)}))
     result = xr.concat(per_level, dim=xr.DataArray(levels, dims="level", name="level"))
@@ -290,11 +296,11 @@ def seed_summary(result: xr.Dataset, name: str) -> xr.DataArray:
     return result[f"{name}_mean"] if f"{name}_mean" in result else result[name]
 
 
-def _band(values: np.ndarray, cutoff: float, log_w: np.ndarray) -> tuple[float, float]:
+def _band(values: np.ndarray, cutoff: float, log_w: np.ndarray) -> tuple[float, float, bool, bool]:
     finite = np.isfinite(values)
     x, y = log_w[finite], values[finite]
     if y.size == 0 or not np.isfinite(cutoff) or y.min() > cutoff:
-        return np.nan, np.nan
+        return np.nan, np.nan, False, False
     lo = hi = int(np.argmin(y))
     while lo > 0 and y[lo - 1] <= cutoff:
         lo -= 1
@@ -302,23 +308,29 @@ def _band(values: np.ndarray, cutoff: float, log_w: np.ndarray) -> tuple[float, 
         hi += 1
     x_lo = x[lo] if lo == 0 else _crossing(x[lo - 1], y[lo - 1], x[lo], y[lo], cutoff)
     x_hi = x[hi] if hi == y.size - 1 else _crossing(x[hi], y[hi], x[hi + 1], y[hi + 1], cutoff)
-    return 10.0 ** x_lo, 10.0 ** x_hi
+    return 10.0 ** x_lo, 10.0 ** x_hi, lo == 0, hi == y.size - 1
 
 
-def _tip(best: np.ndarray, best_w: np.ndarray, log_n: np.ndarray, level: float) -> tuple[float, float, str]:
-    finite = np.isfinite(best)
-    if not finite.any():
+def _tip(z: np.ndarray, log_n: np.ndarray, log_w: np.ndarray, level: float) -> tuple[float, float, str]:
+    """z over (axis, w), on the interpolation scale; see :func:`critical_data_size`."""
+    rows = np.isfinite(z).any(axis=1)
+    if not rows.any():
         return np.nan, np.nan, NO_DATA
-    x, y, log_w = log_n[finite], best[finite], np.log10(best_w[finite])
-    reached = np.flatnonzero(y <= level)
+    x, z = log_n[rows], z[rows]
+    reached = np.flatnonzero(np.nanmin(z, axis=1) <= level)
     if reached.size == 0:
         return np.nan, np.nan, ABOVE_GRID
     k = int(reached[0])
     if k == 0:
         return np.nan, np.nan, BELOW_GRID
-    x_c = _crossing(x[k - 1], y[k - 1], x[k], y[k], level)
-    fraction = (x_c - x[k - 1]) / (x[k] - x[k - 1])
-    return 10.0 ** x_c, 10.0 ** (log_w[k - 1] + fraction * (log_w[k] - log_w[k - 1])), INSIDE
+    before, after = z[k - 1], z[k]
+    # Row k - 1 is above the level at every finished w, so each crossing column has before > level.
+    crossing = np.flatnonzero(np.isfinite(before) & (after <= level))
+    if crossing.size == 0:  # the w that reach the level were not finished one row down: nothing to interpolate
+        return 10.0 ** x[k], 10.0 ** log_w[int(np.nanargmin(after))], INSIDE
+    fractions = (level - before[crossing]) / (after[crossing] - before[crossing])
+    j = int(np.argmin(fractions))
+    return 10.0 ** (x[k - 1] + fractions[j] * (x[k] - x[k - 1])), 10.0 ** log_w[crossing[j]], INSIDE
 
 
 def _crossing(x0: float, y0: float, x1: float, y1: float, level: float) -> float:

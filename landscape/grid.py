@@ -436,7 +436,10 @@ class _Executor:
                 except (OSError, TimeoutError, ValueError) as e:
                     raise UserError(f"--scheduler {scheduler}: cannot reach a dask scheduler ({e})") from None
             else:
-                self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+                # The scheduler's HTTP server starts even without a dashboard, on port 8787 unless told
+                # otherwise, and warns when that port is taken: any free port will do here.
+                self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                                            scheduler_kwargs={"dashboard_address": ":0"})
                 self.client = Client(self.cluster)
             self.workers = sum(self.client.nthreads().values()) or 1
         else:

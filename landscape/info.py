@@ -107,7 +107,8 @@ def _analysis_tables(ds: xr.Dataset) -> list[str]:
     lines = []
     for heading, result, columns in per_value:
         lines += ["", heading, f"  {axis:>10}  " + "  ".join(f"{c:>11}" for c in columns.values())]
-        lines += [_row(value, result, columns, {axis: i}) for i, value in enumerate(ds[axis].values)]
+        lines += [_row(value, result, columns, {axis: i}) + _grid_edges(result, {axis: i})
+                  for i, value in enumerate(ds[axis].values)]
     if over_representation(ds):
         return lines  # a thumb tip is a smallest data size; along m it has no meaning
     tips = critical_data_size(ds)
@@ -117,6 +118,13 @@ def _analysis_tables(ds: xr.Dataset) -> list[str]:
         positions = sorted(set(np.atleast_1d(tips["position"].isel(level=i).values).tolist()))
         lines.append(_row(f"{level:g}", tips, (f"{axis}_c", "w_tip"), {"level": i}) + "  " + ", ".join(positions))
     return lines
+
+
+def _grid_edges(result: xr.Dataset, at: dict[str, int]) -> str:
+    """After a Goldilocks row: which edge stopped at the end of the grid, not where the zone ends."""
+    edges = [name for name in ("w_lo", "w_hi")
+             if f"{name[2:]}_at_grid_edge" in result and bool(result[f"{name[2:]}_at_grid_edge"].isel(at).any())]
+    return f"  ({', '.join(edges)}: grid edge)" if edges else ""
 
 
 def _row(label: object, result: xr.Dataset, names: Iterable[str], at: dict[str, int]) -> str:

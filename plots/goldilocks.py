@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from landscape.analysis import (INSIDE, average_seeds, critical_data_size, critical_norm, goldilocks_zone, levels_of,
                                 metric_of, seed_summary)
 from plots.style import (W_LABEL, add_alpha_axis, add_legend, axis_label, collapse_status, log_edges, mark_alpha_one,
-                         mark_missing_points, missing_point_handles, new_figure, set_title, styled)
+                         mark_missing_points, missing_point_handles, new_figure, set_title, styled, ticks_at_samples)
 
 
 @styled
@@ -35,12 +35,18 @@ def goldilocks_figure(cube: xr.Dataset, levels: Sequence[float] | None = None) -
     tips = critical_data_size(maps, list(levels))
     fig, (ax,) = new_figure(1, panel_width=6.0)
     handles = []
-    any_tip = False
+    any_tip = grid_edge = False
     ordered = sorted(levels, reverse=True)  # widest band first, so narrower ones stay visible on top
     for level, colour in zip(ordered, mpl.colormaps["Blues"](np.linspace(0.25, 0.8, len(ordered)))):
         band = goldilocks_zone(maps, level)
         lo, hi = band["w_lo"].values, band["w_hi"].values
-        ax.plot(n, lo, n, hi, ls="none", marker="_", ms=12, mew=2, color=colour)
+        for edge, at_grid_edge, open_side in ((lo, band["lo_at_grid_edge"].values, "v"),
+                                              (hi, band["hi_at_grid_edge"].values, "^")):
+            ax.plot(n[~at_grid_edge], edge[~at_grid_edge], ls="none", marker="_", ms=12, mew=2, color=colour)
+            # An edge where the grid ends is not the zone's: a hollow arrow, pointing where it may go on.
+            ax.plot(n[at_grid_edge], edge[at_grid_edge], ls="none", marker=open_side, ms=8, mew=1.5, mfc="white",
+                    mec="black", zorder=4)
+            grid_edge |= bool(at_grid_edge.any())
         tip = tips.sel(level=level)
         x = n
         if str(tip["position"].values) == INSIDE:
@@ -59,9 +65,13 @@ def goldilocks_figure(cube: xr.Dataset, levels: Sequence[float] | None = None) -
     if any_tip:
         handles.append(Line2D([], [], ls="none", marker="*", ms=13, color="white", mec="black",
                               label=f"thumb tip ${axis}_c$"))
+    if grid_edge:
+        handles.append(Line2D([], [], ls="none", marker="^", ms=8, mew=1.5, mfc="white", mec="black",
+                              label="(grid edge): the band reaches the grid's end"))
     handles += missing_point_handles(mark_missing_points(ax, n, collapse_status(cube["status"], keep=axis)))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ticks_at_samples(ax.xaxis, n)
     ax.set_ylim(*log_edges(cube["w"].values)[[0, -1]])
     ax.set_xlabel(axis_label(cube))
     ax.set_ylabel(W_LABEL)

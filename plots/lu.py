@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib as mpl
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
@@ -20,7 +21,9 @@ from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, collapse_
                          mark_missing_points, missing_point_handles, new_figure, set_title, styled)
 
 _PANELS = (("loss", "reduced loss"), ("err", "error (1 − accuracy)"))
-_BAND_ALPHA = 0.12
+#: The Goldilocks bars' strip along the bottom of each panel: its base (above the pending/diverged
+#: marks) and the height of one curve's row, in panel fractions.
+_BAND_BASE, _BAND_ROW = 0.05, 0.045
 
 
 def choose_values(cube: xr.Dataset, values: Sequence[float] | None = None) -> list:
@@ -56,17 +59,16 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None, threshold
     fig, axes = new_figure(2)
     marked: set[int] = set()
     banded: list[str] = []  # colours of the curves whose Goldilocks band is drawn
-    critical = False  # whether any w_c is drawn
+    critical = grid_edge = False  # whether any w_c is drawn, any band stops at the grid's end
     for (kind, ylabel), ax in zip(_PANELS, axes):
         for row, (value, color) in enumerate(zip(chosen, PALETTE)):
             at = {axis: value}
             for split, ls in (("train", "--"), ("test", "-")):
                 ax.plot(w, mean[f"{split}_{kind}"].sel(at).values, ls=ls, marker="o", ms=4, color=color)
                 _shade_seed_range(ax, cube, f"{split}_{kind}", at, color)
-            lo, hi = float(band["w_lo"].sel(at)), float(band["w_hi"].sel(at))
-            if np.isfinite(lo):
-                ax.axvspan(lo, hi, color=color, alpha=_BAND_ALPHA, lw=0)
+            if _draw_band(ax, band.sel(at), color, row):
                 banded.append(color)
+                grid_edge |= bool(band["lo_at_grid_edge"].sel(at)) or bool(band["hi_at_grid_edge"].sel(at))
             if np.isfinite(float(w_c.sel(at))):
                 _mark_critical_norm(ax, float(w_c.sel(at)), color, row)
                 critical = True
@@ -77,11 +79,13 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None, threshold
             ax.set_ylim(-0.03, 1.03)
         elif _any_positive(mean.sel({axis: chosen}), kind):  # a log axis with no positive data cannot place ticks
             ax.set_yscale("log", nonpositive="mask")
+        if np.isfinite(band["w_lo"].sel({axis: chosen}).values).any():
+            _reserve_bottom(ax, _band_y(len(chosen)))
         ax.set_xlabel(W_LABEL)
         ax.set_ylabel(ylabel)
         add_alpha_axis(ax, cube.attrs["w0"])
     banded = list(dict.fromkeys(banded))  # both panels added each colour
-    legend = _legend(axis, chosen, _criterion(band), banded, critical)
+    legend = _legend(axis, chosen, _criterion(band), banded, critical, grid_edge)
     add_legend(fig, legend + missing_point_handles(marked), ncols=6)
     set_title(fig, cube, "reduced train (dashed) and test (solid) curves")
     return fig
@@ -107,6 +111,39 @@ def _mark_critical_norm(ax: Axes, w_c: float, color: str, row: int) -> None:
             clip_on=False, zorder=3)
 
 
+def _band_y(row: float) -> float:
+    """Height (panel fraction) of a Goldilocks bar's row, counted from the bottom strip's base."""
+    return _BAND_BASE + _BAND_ROW * row
+
+
+def _draw_band(ax: Axes, band: xr.Dataset, color: str, row: int) -> bool:
+    """The Goldilocks zone of one curve as a bar in its own row of a strip along the bottom: shaded
+    spans of several curves overlapped into one grey-green. An end at the grid's end gets an arrow
+    head pointing out (the zone may go on). Returns whether there was a zone to draw."""
+    lo, hi = float(band["w_lo"]), float(band["w_hi"])
+    if not np.isfinite(lo):
+        return False
+    y = _band_y(row + 0.5)
+    strip = ax.get_xaxis_transform()
+    ax.plot([lo, hi], [y, y], color=color, lw=5, alpha=0.6, solid_capstyle="butt", transform=strip, zorder=2)
+    for w, at_edge, head in ((lo, band["lo_at_grid_edge"], "<"), (hi, band["hi_at_grid_edge"], ">")):
+        if bool(at_edge):
+            ax.plot([w], [y], marker=head, ms=7, color=color, mec="black", mew=0.8, transform=strip, zorder=3)
+    return True
+
+
+def _reserve_bottom(ax: Axes, fraction: float) -> None:
+    """Lower the y range so that its bottom ``fraction`` holds no data: the Goldilocks bars' strip,
+    with no y ticks in it (it has no y scale)."""
+    lo, hi = ax.get_ylim()
+    for ticks, locate in ((ax.get_yticks(), ax.yaxis.set_major_locator),
+                          (ax.get_yticks(minor=True), ax.yaxis.set_minor_locator)):
+        locate(mpl.ticker.FixedLocator([t for t in ticks if lo <= t <= hi]))
+    forward, inverse = (np.log10, lambda v: 10.0**v) if ax.get_yscale() == "log" else (float, float)
+    low, high = forward(lo), forward(hi)
+    ax.set_ylim(inverse(high - (high - low) / (1 - fraction)), hi)
+
+
 def _criterion(band: xr.Dataset) -> str:
     """E.g. "test err ≤ 0.2", "test loss ≤ 1.5 × best", from the zone's attrs."""
     name = band.attrs["var"].replace("_", " ")
@@ -115,13 +152,15 @@ def _criterion(band: xr.Dataset) -> str:
     return f"{name} ≤ {band.attrs['threshold']:g}"
 
 
-def _legend(axis: str, chosen: list, criterion: str, banded: list[str], critical: bool) -> list:
-    """The curves' entries, then only the marks drawn: w_c, the Goldilocks bands (a swatch per colour)."""
+def _legend(axis: str, chosen: list, criterion: str, banded: list[str], critical: bool, grid_edge: bool) -> list:
+    """The curves' entries, then only the marks drawn: w_c, the Goldilocks bars (a swatch per colour)."""
     handles = [Line2D([], [], color=c, marker="o", ms=4, label=f"${axis}$ = {v:g}") for v, c in zip(chosen, PALETTE)]
     handles += [Line2D([], [], color="black", ls="--", label="train"), Line2D([], [], color="black", ls="-", label="test")]
     if critical:
         handles.append(Line2D([], [], color="black", ls=":", marker="v", ms=6, label=r"$w_c$ (argmin test loss)"))
     if banded:
         label = f"Goldilocks: {criterion}"
-        handles.append(tuple(Patch(color=c, alpha=_BAND_ALPHA, label=label) for c in banded))
+        handles.append(tuple(Patch(color=c, alpha=0.6, label=label) for c in banded))
+    if grid_edge:
+        handles.append(Line2D([], [], ls="none", marker=">", ms=7, color="white", mec="black", label="(grid edge)"))
     return handles + [Line2D([], [], color="0.25", ls="-.", label=r"$\alpha = 1$")]

@@ -51,7 +51,14 @@ def styled(build: Callable[P, Figure]) -> Callable[P, Figure]:
     @functools.wraps(build)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
         with mpl.rc_context(_RC):
-            return build(*args, **kwargs)
+            fig = build(*args, **kwargs)
+        for ax in fig.axes:
+            # The α axes are children of their w axes, and span as many decades.
+            for axes in (ax, *ax.child_axes):
+                for axis, parent in ((axes.xaxis, ax.xaxis), (axes.yaxis, ax.yaxis)):
+                    if axis.get_scale() in ("log", "functionlog"):
+                        plain_log_labels(axis, parent)
+        return fig
     return wrapper
 
 
@@ -80,27 +87,55 @@ def add_alpha_axis(ax: Axes, w0: float, side: str = "top") -> None:
     if side == "top":
         secondary = ax.secondary_xaxis("top", functions=functions)
         secondary.set_xlabel(ALPHA_LABEL)
-        _plain_log_labels(secondary.xaxis, ax.xaxis)
+        plain_log_labels(secondary.xaxis, ax.xaxis)
     else:
         secondary = ax.secondary_yaxis("right", functions=functions)
         secondary.set_ylabel(ALPHA_LABEL)
-        _plain_log_labels(secondary.yaxis, ax.yaxis)
+        plain_log_labels(secondary.yaxis, ax.yaxis)
 
 
-def _plain_log_labels(axis: mpl.axis.Axis, parent: mpl.axis.Axis) -> None:
-    """Plain numbers at the decades, and at 2 and 5 of each decade where the axis spans under two
-    decades (read off the parent w axis: α = w/w₀ spans the same ratio): matplotlib labels every
-    minor tick of a short log axis, and on a narrow α grid (0.25-4) its labels ran into each other."""
+#: Which minor ticks of a log axis get a label, by the decades the axis spans (at least that many):
+#: matplotlib labels every minor tick of a short log axis in scientific notation, and those labels
+#: ran into each other (`3×10⁰4×10⁰`). Between 2 and 3, the narrowest labelled gap, lie 0.18 decades.
+_MINOR_LABELS = ((1.9, ()), (0.8, (2, 5)), (0.35, (2, 3, 5)), (0.0, (2, 3, 4, 5, 6, 7, 8, 9)))
+
+
+def plain_log_labels(axis: mpl.axis.Axis, span_of: mpl.axis.Axis | None = None) -> None:
+    """Plain numbers on a log axis (``30``, not ``3×10¹``): every decade, and the minor ticks that
+    :data:`_MINOR_LABELS` allows for the decades ``span_of`` (default the axis itself) shows when
+    drawn. A secondary axis reads its parent: its own view interval is not kept current."""
     def label(value: float, minor: bool) -> str:
         if minor:
-            low, high = sorted(parent.get_view_interval())
+            low, high = sorted((span_of or axis).get_view_interval())
+            span = math.log10(high / low) if low > 0 else math.inf
+            allowed = next(m for least, m in _MINOR_LABELS if span >= least)
             mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
-            if math.log10(high / low) >= 1.9 or not any(abs(mantissa - m) < 1e-6 for m in (2, 5)):
+            if not any(abs(mantissa - m) < 1e-6 for m in allowed):
                 return ""
-        return f"{value:g}"
+        return tick_text(value)
 
     axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: label(v, False)))
     axis.set_minor_formatter(mpl.ticker.FuncFormatter(lambda v, _: label(v, True)))
+
+
+def ticks_at_samples(axis: mpl.axis.Axis, values: np.ndarray) -> None:
+    """Major ticks at a few sampled values of a log axis (N = 25, 50, 100, 200), no minor ticks:
+    a reader wants the grid's own values, and the decades alone may label none of them. Left to
+    :func:`plain_log_labels` when there are many values or two sit too close to label apart."""
+    logs = np.log10(np.unique(np.asarray(values, dtype=float)))
+    if not 2 <= logs.size <= 8 or np.diff(logs).min() < (logs[-1] - logs[0]) / 12:
+        return
+    axis.set_major_locator(mpl.ticker.FixedLocator(10.0**logs))
+    axis.set_minor_locator(mpl.ticker.NullLocator())
+
+
+def tick_text(value: float) -> str:
+    """``0.03``, ``200``, ``20000``; a power of ten beyond that (``10⁻⁶``, ``3×10⁶``)."""
+    if value <= 0 or 1e-3 <= value < 1e5:  # positional: "{:g}" would write 10000 as 1e+04
+        return np.format_float_positional(value, precision=4, unique=True, fractional=False, trim="-")
+    exponent = math.floor(math.log10(value) + 1e-9)
+    mantissa = value / 10**exponent
+    return f"$10^{{{exponent}}}$" if abs(mantissa - 1) < 1e-6 else f"${mantissa:.3g}\\times 10^{{{exponent}}}$"
 
 
 def mark_alpha_one(ax: Axes, w0: float, vertical: bool = True) -> Line2D:
@@ -116,6 +151,16 @@ def log_edges(centres: np.ndarray) -> np.ndarray:
         return 10.0 ** (log_c[0] + np.array([-0.25, 0.25]))
     mid = (log_c[1:] + log_c[:-1]) / 2
     return 10.0 ** np.concatenate([[2 * log_c[0] - mid[0]], mid, [2 * log_c[-1] - mid[-1]]])
+
+
+def sampled_log_edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges for pcolormesh on a log axis that stay within the sampled range: geometric
+    midpoints inside, the first and last values at the ends (half cells there). Half a step beyond
+    the ends drew data at N = 32 and 1,000 from about 6 to 6,000. A single value gets ±0.25 decades."""
+    edges = log_edges(centres)
+    if edges.size > 2:
+        edges[[0, -1]] = np.asarray(centres, dtype=float)[[0, -1]]
+    return edges
 
 
 def collapse_status(status: xr.DataArray, keep: str) -> np.ndarray:

@@ -21,8 +21,8 @@ from scipy.ndimage import gaussian_filter
 from landscape.analysis import (FIGURE_METRICS, INSIDE, average_seeds, critical_data_size, done, from_scale,
                                 levels_of, metric_of, to_scale, validate_level)
 from landscape.errors import UserError
-from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, axis_label, log_edges, mark_alpha_one,
-                         mark_missing_cells, new_figure, set_title, styled)
+from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, axis_label, mark_alpha_one, mark_missing_cells,
+                         new_figure, sampled_log_edges, set_title, styled, ticks_at_samples)
 
 _COLORBAR_LABEL = {"err": "error (1 − accuracy)", "loss": "loss"}
 #: A loss map's colours span this many decades below its lowest level and above its highest (at
@@ -63,7 +63,7 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] | None = None, smooth
             smoothed = xr.apply_ufunc(_smooth, to_scale(done(maps, var), var), kwargs={"sigma": smooth})
             maps[var] = from_scale(smoothed, var)
     w, n = cube["w"].values, cube[axis].values.astype(float)
-    w_edges, n_edges = log_edges(w), log_edges(n)
+    w_edges, n_edges = sampled_log_edges(w), sampled_log_edges(n)
     status = maps["status"].transpose(axis, "w").values
     fig, axes = new_figure(2, panel_width=4.6)
     colours = _colour_scale(metric, levels, [done(maps, var).values for var in maps_of])
@@ -77,6 +77,7 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] | None = None, smooth
         ax.set_yscale("log")
         ax.set_xlim(w_edges[0], w_edges[-1])
         ax.set_ylim(n_edges[0], n_edges[-1])
+        ticks_at_samples(ax.yaxis, n)
         _contours(ax, w, n, z, levels, var)
         tipped, outside = _mark_tips(ax, critical_data_size(maps, list(levels), var), axis)
         any_tip |= tipped
@@ -93,7 +94,7 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] | None = None, smooth
     handles = missing + [alpha_one]  # both maps share the status, so either panel's handles serve
     if any_tip:
         handles.append(Line2D([], [], ls="none", marker="*", ms=12, color=_CONTOUR_COLOR, mec="white",
-                              label=f"thumb tip ${axis}_c$"))
+                              label=f"thumb tip ${axis}_c$ of the level beside it"))
     extend = "neither" if metric == "err" else "both"  # a loss's colours saturate beyond the range
     fig.colorbar(mesh, ax=axes, label=_COLORBAR_LABEL[metric], shrink=0.9, extend=extend)
     add_legend(fig, handles, ncols=len(handles))
@@ -119,8 +120,9 @@ def _contours(ax: Axes, w: np.ndarray, n: np.ndarray, z: np.ndarray, levels: Seq
     if w.size < 2 or n.size < 2 or np.isfinite(z).sum() < 4:
         return  # a line or a point has no contours
     log_w, log_n = np.log10(w), np.log10(n)
-    fine_w = np.linspace(log_w[0], log_w[-1], (w.size - 1) * _UPSAMPLE + 1)
-    fine_n = np.linspace(log_n[0], log_n[-1], (n.size - 1) * _UPSAMPLE + 1)
+    # The grid's own rows and columns are on the fine grid, so the contours pass through the thumb
+    # tips (which lie on a grid column) exactly.
+    fine_w, fine_n = _finer(log_w), _finer(log_n)
     grid_n, grid_w = np.meshgrid(fine_n, fine_w, indexing="ij")
     # On the scale the thumb tips are interpolated on (a loss in log10), so contours run through them.
     fine = from_scale(RegularGridInterpolator((log_n, log_w), to_scale(z, var))((grid_n, grid_w)), var)
@@ -130,6 +132,13 @@ def _contours(ax: Axes, w: np.ndarray, n: np.ndarray, z: np.ndarray, levels: Seq
                        colors=_CONTOUR_COLOR, linestyles="--", linewidths=1.4)
     for label in ax.clabel(lines, fmt=lambda v: f"{v:g}", fontsize=9, manual=_label_points(ax, lines)):
         label.set_bbox({"facecolor": "white", "alpha": 0.9, "lw": 0, "pad": 0.6})  # over neighbouring contours
+
+
+def _finer(grid: np.ndarray) -> np.ndarray:
+    """``grid`` with :data:`_UPSAMPLE` - 1 evenly spaced points between each of its ends' steps,
+    keeping every point of ``grid`` itself (a grid not evenly spaced has them off the even ones)."""
+    fine = np.union1d(np.linspace(grid[0], grid[-1], (grid.size - 1) * _UPSAMPLE + 1), grid)
+    return fine[np.append(True, np.diff(fine) > 1e-9 * max(1.0, np.ptp(grid)))]
 
 
 def _label_points(ax: Axes, lines: ContourSet) -> list[tuple[float, float]]:
@@ -170,8 +179,11 @@ def _mark_tips(ax: Axes, tips: xr.Dataset, axis: str) -> tuple[bool, list[str]]:
         tip = tips.sel(level=level)
         where = str(tip["position"].values)
         if where == INSIDE:
-            ax.plot(float(tip["w_tip"]), float(tip[f"{axis}_c"]), ls="none", marker="*", ms=14,
-                    color=_CONTOUR_COLOR, mec="white", zorder=5)
+            at = (float(tip["w_tip"]), float(tip[f"{axis}_c"]))
+            ax.plot(*at, ls="none", marker="*", ms=14, color=_CONTOUR_COLOR, mec="white", zorder=5)
+            # Which contour the star closes: tips of several levels can sit close together.
+            ax.annotate(f"{level:g}", at, xytext=(7, -3), textcoords="offset points", fontsize=8, fontweight="bold",
+                        color=_CONTOUR_COLOR, zorder=6, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 0.4})
             drawn = True
         else:
             elsewhere.setdefault(where, []).append(f"{level:g}")
