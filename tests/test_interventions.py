@@ -260,3 +260,21 @@ def test_carry_state_when_cells_leave_the_batch():
     for row, c in enumerate([0, 2]):
         for leaf, p in zip(kept, _alone(c, 6, **interventions)):
             assert torch.allclose(leaf[row], p, rtol=1e-10, atol=1e-12)
+
+
+def test_wrappers_transform_the_gradients_a_closure_computes():
+    stepped = []
+    for use_closure in (False, True):
+        model = _mlp()
+        params = list(model.parameters())
+        opt = chain(torch.optim.SGD(params, lr=0.1), params, orthograd=True, grokfast={"alpha": 0.5, "lamb": 1.0})
+        for step in range(2):
+            if use_closure:
+                opt.zero_grad()
+                opt.step(lambda: _grads(model, seed=step))  # the gradients exist only inside step()
+            else:
+                _grads(model, seed=step)
+                opt.step()
+        stepped.append([p.detach().clone() for p in params])
+    for a, b in zip(*stepped):
+        assert torch.equal(a, b)
