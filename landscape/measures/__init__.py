@@ -1,0 +1,1 @@
+"""Quantities measured on a cell's model during and after training, beyond its losses and errors."""
