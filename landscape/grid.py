@@ -5,8 +5,8 @@ batch of cells each and return a few KB per cell; the driver alone writes the cu
 arrive, under an exclusive lock (landscape.lock). Rerunning the same command trains only the
 cells still pending.
 
-The batch plan is a function of the spec and the job count only, fixed when the cube is created
-and stored in its attrs: whether cells train batched (landscape.batching's probe), and how many
+The batch plan is a function of the spec and the device only (not of --jobs, so one spec gives one
+cube on any worker count), fixed when the cube is created and stored in its attrs: whether cells train batched (landscape.batching's probe), and how many
 cells share a batch. Every cell is always trained with the same batch-mates, so a resumed grid
 equals an uninterrupted one: a batch with any pending cell is trained whole again, and only its
 pending cells are written.
@@ -41,7 +41,7 @@ from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketCh
 from landscape.schema import FIXED_PREFIX
 from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
-from landscape.tasks.registry import importable
+from landscape.tasks.registry import importable, resolve_task, same_class
 from landscape.train import STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, train_cell
 from landscape.vectorized import rows_per_step, train_cells
 
@@ -49,14 +49,20 @@ BACKENDS = ("loky", "dask")
 #: Environment variable of the test suite: interrupt the driver after it has written k cells,
 #: as "k" (Ctrl-C) or "k:KILL" (any signal name): a deterministic place to interrupt a grid.
 STOP_AFTER_ENV = "LANDSCAPE_STOP_AFTER_CELLS"
-#: Torch threads per worker when --threads is not given (default: cores // jobs). Threads are fixed
-#: by --jobs, not raised when there are fewer batches than workers: on a busy machine OpenMP
-#: threads wait for each other at every parallel region, and a small model ran 9x slower with 2
-#: threads than with 1 in one process at load 8 on 2 cores (measured); the test suite sets 1.
+#: Torch threads per worker when --threads is not given (default: cores // the workers that get a
+#: batch, so a grid of fewer batches than --jobs still uses every core; never more threads in all
+#: than cores, since on a busy machine OpenMP threads wait for each other at every parallel region:
+#: a small model ran 9x slower with 2 threads than with 1 in one process at load 8 on 2 cores
+#: (measured); the test suite sets 1.
 THREADS_ENV = "LANDSCAPE_THREADS"
 #: Largest batch the planner picks by itself: on CPU the cell-steps/s of the MNIST MLP stop
 #: growing at about 16 cells (bench); on a GPU far larger batches still pay off.
 AUTO_BATCH_CELLS = {"cpu": 16, "cuda": 256}
+#: How many batches the planner cuts a grid into at least, where the cap allows: a constant per
+#: device, not --jobs, so that a cell's batch-mates (and with them its float32 rounding) are the
+#: same on any worker count. 8 on CPU keeps up to 8 workers busy with one batch each (more workers
+#: take the threads of idle ones: THREADS_ENV); on a GPU one worker feeds it, 2 bound what an interrupt loses.
+PLAN_BATCHES = {"cpu": 8, "cuda": 2}
 
 
 @dataclass(frozen=True)
@@ -118,17 +124,17 @@ def schedules(spec: Spec, task: Task) -> dict[Any, np.ndarray]:
             for v in spec.axis_values}
 
 
-def batch_cells(spec: Spec, batching: Batching, cells: int, jobs: int, device: str) -> int:
-    """How many cells share a batch: a function of the spec and the job count only.
+def batch_cells(spec: Spec, batching: Batching, cells: int, device: str) -> int:
+    """How many cells share a batch: a function of the spec and the device only.
 
     The smallest of the spec's cap (``train.max_batch_cells``, 0 = auto: AUTO_BATCH_CELLS for the
-    device) and half an equal share of the grid's cells, so every worker gets at least two
-    batches, which evens out batches that finish early (stopping) and bounds what an interrupt loses.
+    device) and the grid's cells over PLAN_BATCHES for the device, so that there are batches for
+    several workers, which evens out batches that finish early (stopping) and bounds what an interrupt loses.
     """
     if not batching.batched:
         return 1
     cap = spec.train.max_batch_cells or AUTO_BATCH_CELLS[device]
-    return max(1, min(cap, math.ceil(cells / (2 * max(jobs, 1)))))
+    return max(1, min(cap, math.ceil(cells / PLAN_BATCHES[device])))
 
 
 def plan_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool, steps_of: Mapping[Any, np.ndarray]) -> list[list[Cell]]:
@@ -232,32 +238,36 @@ class Plan:
 
     batching: Batching
     batch_cells: int
-    jobs: int
     device: str
 
     def attrs(self) -> dict[str, Any]:
         return {"batched": int(self.batching.batched), "batching": self.batching.reason,
                 "batch_random": int(self.batching.random), "batch_cells": self.batch_cells,
-                "batch_plan_jobs": self.jobs, "batch_plan_device": self.device}
+                "batch_plan_device": self.device}
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> Plan:
+        # Cubes planned per --jobs also hold batch_plan_jobs: their batch_cells is what they keep.
         try:
             return cls(Batching(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
-                       int(attrs["batch_cells"]), int(attrs["batch_plan_jobs"]), str(attrs["batch_plan_device"]))
+                       int(attrs["batch_cells"]), str(attrs["batch_plan_device"]))
         except KeyError as e:
             raise UserError(f"the cube's batch plan attr {e} is missing; the cube is damaged: recompute it "
                             "with --overwrite") from None
 
 
-def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int, device: str,
+def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, device: str,
                   steps_of: Mapping[Any, np.ndarray]) -> Plan:
     """Create the template cube with its plan, or check that an existing one holds this very spec
     and return the plan stored in it."""
     w0 = default_init_norm(task)
     if out.exists() and not overwrite:
         existing = cube.open_cube(out)
-        differences = spec_differences(cube.stored_spec(existing), spec.to_dict())
+        stored = cube.stored_spec(existing)
+        if isinstance(stored.get("task"), str) and same_class(stored["task"], _stored_name(existing.attrs),
+                                                               spec.task_class or resolve_task(spec.task)):
+            stored["task"] = spec.task  # one class, reached once as a script's and once by its import path
+        differences = spec_differences(stored, spec.to_dict())
         if differences:
             raise UserError(f"{out} holds a different spec ({'; '.join(differences[:3])}"
                             f"{'; ...' if len(differences) > 3 else ''}); use --overwrite to replace it, or another --out")
@@ -269,7 +279,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
         return Plan.from_attrs(existing.attrs)
     batching = decide(task, spec, w0)
     cells = int(np.prod([len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds)]))
-    plan = Plan(batching, batch_cells(spec, batching, cells, jobs, device), jobs, device)
+    plan = Plan(batching, batch_cells(spec, batching, cells, device), device)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         layers = list(task.parameter_groups(task.build_model()))
@@ -281,7 +291,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
         w0=w0,
         steps=np.unique(np.concatenate(list(steps_of.values()))),
         layers=layers,
-        attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source),
+        attrs={**cube.standard_attrs(task.name, spec.to_json(), task.data_source), "task_ref": spec.task,
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
                "dtype": spec.train.dtype, **plan.attrs(), "figure_metric": task.figure_metric,
                "figure_levels": checked_levels(task.figure_metric, task.figure_levels)},
@@ -291,6 +301,11 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
     with deferred_interrupt():  # a half-made store is never left behind
         cube.create(out, ds, overwrite=overwrite)
     return plan
+
+
+def _stored_name(attrs: Mapping[str, Any]) -> str | None:
+    """The task's own name in a cube's attrs (None in cubes made before task_ref, whose task is the reference)."""
+    return attrs.get("task") if "task_ref" in attrs else None
 
 
 @contextlib.contextmanager
@@ -435,7 +450,8 @@ def run_grid(
     ``spec`` is a spec file, a spec dict (as the TOML reads) or a ``Spec``; ``overrides`` are
     ``--set`` strings such as ``"train.steps=600"``; ``task`` is a Task subclass to use in place
     of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core;
-    ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
+    ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // the
+    workers that get a batch).
     """
     out = Path(out)
     if backend not in BACKENDS:
@@ -462,7 +478,7 @@ def run_grid(
     with cube_lock(out):
         executor = _Executor(backend, scheduler, jobs)
         try:
-            threads = 1 if backend == "dask" else threads or _env_threads() or max(1, cores // jobs)
+            threads = 1 if backend == "dask" else threads or _env_threads()
             return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress)
         finally:
             executor.close(interrupted=sys.exc_info()[0] is not None)
@@ -470,8 +486,7 @@ def run_grid(
 
 def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, threads: int, device: str,
          steps_of: Mapping[Any, np.ndarray], progress: bool) -> RunSummary:
-    # With dask, the plan's job count is the cluster's: it decides batch sizes, so resumes reuse it.
-    plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of)
+    plan = prepare_store(spec, task, out, overwrite, device, steps_of)
     stored = cube.open_cube(out)
     status, damage = cube.verify_cells(stored, out)  # status over spec.cell_dims, the store's dims
     for d in damage:  # a damaged cell is pending again: rewritten whole, with its batch-mates' help
@@ -483,6 +498,8 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
                if any(c.index in pending for c in b)]
     evals = stored["step"].values
     total = status.size
+    # threads 0: the cores shared by the workers that get a batch (THREADS_ENV)
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, min(executor.workers, len(batches))))
     budget = sum(int(steps_of[c.value][-1]) for b in batches for c in b)
     stop_after = _stop_after()
     bar = Bar(budget, total, already_done, task.name, progress)

@@ -9,7 +9,7 @@ import xarray as xr
 
 from landscape.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
                                 is_loss, lu_mismatch, metric_of, seed_summary)
-from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values
+from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
 from landscape.trajectory import AXIS as MESSINESS_AXIS
 
 
@@ -17,7 +17,7 @@ def describe(ds: xr.Dataset) -> str:
     status = ds["status"].values
     done, diverged = int((status == STATUS_DONE).sum()), int((status == STATUS_DIVERGED).sum())
     lines = [
-        f"task:        {ds.attrs['task']}",
+        f"task:        {ds.attrs['task']}" + (f"   ({ref})" if (ref := task_ref(ds.attrs)) != ds.attrs["task"] else ""),
         f"data source: {ds.attrs['data_source']}",
         "dims:        " + ", ".join(f"{d}={n}" for d, n in ds.sizes.items()),
         f"w0:          {ds.attrs['w0']:.4g}   (alpha = w / w0)",

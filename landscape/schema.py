@@ -13,3 +13,9 @@ FIXED_PREFIX = "fixed_"
 def fixed_values(attrs: dict) -> dict:
     """The fixed quantities of a cube by name, e.g. ``{"N": 4000}`` for a cube over (w, m)."""
     return {k.removeprefix(FIXED_PREFIX): v for k, v in attrs.items() if k.startswith(FIXED_PREFIX)}
+
+
+def task_ref(attrs: dict) -> object:
+    """The registered name or import path a cube's task was resolved from: attr ``task_ref``
+    (``task`` is the task's own name), or ``task`` in cubes made before task_ref existed."""
+    return attrs.get("task_ref", attrs.get("task"))

@@ -48,7 +48,8 @@ def test_example_runs_from_the_cli_and_from_python_alike(tmp_path):
         assert (ds["status"] == 1).all()
         np.testing.assert_allclose(ds["norm"].values, np.broadcast_to(ds["w"].values[:, None, None], (2, 2, 1)),
                                    rtol=1e-5)
-    assert a.attrs["task"] == b.attrs["task"] == "examples.digits_cnn.digits_cnn:DigitsCNN"
+    assert a.attrs["task"] == b.attrs["task"] == DigitsCNN.name
+    assert a.attrs["task_ref"] == b.attrs["task_ref"] == "examples.digits_cnn.digits_cnn:DigitsCNN"
     assert a.attrs["batched"] == 1, a.attrs["batching"]
     for name in ("train_loss", "test_loss", "test_err", "test_loss_curve"):
         np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-5, err_msg=name)

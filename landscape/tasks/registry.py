@@ -80,6 +80,18 @@ def reference(cls: type[Task]) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def same_class(stored_ref: str, stored_name: str | None, cls: type[Task]) -> bool:
+    """Whether a cube made from the task reference ``stored_ref`` (and task name ``stored_name``,
+    None for cubes made before it was stored) was made by ``cls``, without importing anything a cube
+    names: the same reference, or one side run as a script (``__main__:X``) and the other imported by
+    its module path, with the same class name and task name."""
+    if stored_ref == reference(cls):
+        return True
+    module, _, qualname = stored_ref.partition(":")
+    return ("__main__" in (module, cls.__module__) and qualname == cls.__qualname__
+            and stored_name in (None, cls.name))
+
+
 def _entry_point_class(name: str) -> Any:
     entry = entry_point_tasks().get(name)
     try:
