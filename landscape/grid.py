@@ -35,13 +35,14 @@ import torch
 from landscape import cube, limits
 from landscape.analysis import checked_levels
 from landscape.batching import Batching, decide
-from landscape.errors import StoreError, UserError, first_line
+from landscape.errors import StoreError, TaskError, UserError, first_line, task_errors
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.schema import FIXED_PREFIX
-from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
+from landscape.spec import Spec, TrainConfig, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
-from landscape.tasks.registry import importable, resolve_task, same_class
+from landscape.tasks.base import Split
+from landscape.tasks.registry import SEARCH_DIRS, importable, resolve_task, same_class, search_beside
 from landscape.train import STATUS_PENDING, CellResult, cell_eval_steps, cell_steps, train_cell
 from landscape.vectorized import rows_per_step, train_cells
 
@@ -168,39 +169,61 @@ def worker_device() -> str:
 
 
 def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: str | None, cells: list[Cell],
-              threads: int, batched: bool, report: Report | None = None) -> list[tuple[Cell, CellResult]]:
+              threads: int, batched: bool, report: Report | None = None,
+              search: tuple[str, ...] = ()) -> list[tuple[Cell, CellResult]]:
     """Worker entry point: everything it needs arrives as plain data (or the task class itself, when
-    no import path reaches it); the task is built once per process.
+    no import path reaches it); the task is built once per process. ``search``: the driver's
+    registry.SEARCH_DIRS, where an outside task's module may live.
 
     Cells that take equally many rows per step and share a training config and eval schedule train
     together as one batched model when ``batched``; otherwise each goes through ``train_cell``.
     """
+    for directory in search:
+        search_beside(directory)
     spec = resolve({**spec_dict, "task": task_ref})
-    task = _worker_task(task_ref, json.dumps(spec.task_options, sort_keys=True), data_dir)
+    with task_errors(spec.task_class, f"building it in a worker for cell {_where(spec, cells[0])}"):
+        task = _worker_task(task_ref, json.dumps(spec.task_options, sort_keys=True), data_dir)
     before = torch.get_num_threads()
     torch.set_num_threads(min(threads, task.max_threads or threads))
     try:
         splits = {}  # one data set per axis value, shared by the cells that have it
         for c in cells:
             if c.value not in splits:
-                splits[c.value] = task.data(c.value)
+                with task_errors(type(task), f"task.data({c.value!r}) for cell {_where(spec, c)}"):
+                    splits[c.value] = task.data(c.value)
         parts: dict[Any, list[Cell]] = {}
         for c in cells:
             train, n = spec.cell_train(c.settings, c.value), len(splits[c.value].train_y)
             parts.setdefault((train, rows_per_step(n, train.batch_size), cell_steps(train, n)), []).append(c)
         out = []
         for (train, _, budget), part in parts.items():
-            progress = _CellProgress(report, budget)
-            if len(part) == 1 or not batched:
-                out += [(c, progress.finished(train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval,
-                                                         progress.steps))) for c in part]
-                continue
-            results = train_cells(task, [splits[c.value] for c in part], [c.w for c in part], [c.seed for c in part],
-                                  train, spec.eval, worker_device(), progress.steps)
-            out += zip(part, [progress.finished(r) for r in results])
+            out += _train_part(task, spec, splits, part, train, batched, _CellProgress(report, budget))
         return out
     finally:
         torch.set_num_threads(before)
+
+
+def _train_part(task: Task, spec: Spec, splits: dict[Any, Split], part: list[Cell], train: TrainConfig,
+                batched: bool, progress: _CellProgress) -> list[tuple[Cell, CellResult]]:
+    """Cells of one training config and rows per step: one by one, or as one batched model; an
+    exception of the task's own code names the cell (or the batch's first cell)."""
+    if len(part) == 1 or not batched:
+        out = []
+        for c in part:
+            with task_errors(type(task), f"cell {_where(spec, c)}"):
+                out.append((c, progress.finished(train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval,
+                                                            progress.steps))))
+        return out
+    with task_errors(type(task), f"cell {_where(spec, part[0])} and {len(part) - 1} batch-mates"):
+        results = train_cells(task, [splits[c.value] for c in part], [c.w for c in part], [c.seed for c in part],
+                              train, spec.eval, worker_device(), progress.steps)
+    return list(zip(part, [progress.finished(r) for r in results]))
+
+
+def _where(spec: Spec, cell: Cell) -> str:
+    """A cell as the user's axes name it, e.g. ``w=3.2 N=200 seed=0``."""
+    return " ".join([f"w={cell.w:.4g}", f"{spec.axis}={cell.value}", *(f"{k}={v:g}" for k, v in cell.settings.items()),
+                     f"seed={cell.seed}"])
 
 
 @dataclass
@@ -330,6 +353,9 @@ class _Executor:
 
     def __init__(self, backend: str, scheduler: str | None, jobs: int):
         self.backend, self.client, self.cluster, self.pool = backend, None, None, None
+        # Worker processes start as `python -m`/`-c`, which put their cwd first on sys.path before
+        # they take the driver's: a joblib.py there would shadow the installed one (Python >= 3.11).
+        os.environ.setdefault("PYTHONSAFEPATH", "1")
         if backend == "dask":
             from distributed import Client, LocalCluster
 
@@ -464,12 +490,14 @@ def run_grid(
         raise UserError("--scheduler needs --backend dask")
     spec = as_spec(spec, overrides, task)
     cores = os.cpu_count() or 1
-    the_task = spec.make_task(data_dir)
+    with task_errors(spec.task_class, "building the task and its default init in the driver"):
+        the_task = spec.make_task(data_dir)
+        w0 = default_init_norm(the_task)
     device = worker_device()
     # A GPU: one worker feeding it big batches; on CPU all cores by default.
     jobs = jobs or (1 if device == "cuda" and backend == "loky" else cores)
     the_task.check_axis(spec.axis_values)
-    limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
+    limits.check(spec, the_task, norm_values(spec, w0))
     check_writable(out)
     steps_of = schedules(spec, the_task)
 
@@ -478,6 +506,8 @@ def run_grid(
     with cube_lock(out):
         executor = _Executor(backend, scheduler, jobs)
         try:
+            if executor.client is not None:
+                _check_workers_import(executor.client, _task_ref(spec))
             threads = 1 if backend == "dask" else threads or _env_threads()
             return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress)
         finally:
@@ -486,7 +516,8 @@ def run_grid(
 
 def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, threads: int, device: str,
          steps_of: Mapping[Any, np.ndarray], progress: bool) -> RunSummary:
-    plan = prepare_store(spec, task, out, overwrite, device, steps_of)
+    with task_errors(type(task), "probing whether its cells train batched, before the cube is made"):
+        plan = prepare_store(spec, task, out, overwrite, device, steps_of)
     stored = cube.open_cube(out)
     status, damage = cube.verify_cells(stored, out)  # status over spec.cell_dims, the store's dims
     for d in damage:  # a damaged cell is pending again: rewritten whole, with its batch-mates' help
@@ -504,8 +535,8 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     stop_after = _stop_after()
     bar = Bar(budget, total, already_done, task.name, progress)
     channel = executor.channel(bar)
-    calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.batching.batched, channel.report())
-             for b in batches]
+    calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.batching.batched, channel.report(),
+              tuple(SEARCH_DIRS)) for b in batches]
     ran = 0
     try:
         for batch in executor.results(calls):
@@ -522,7 +553,7 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     except KeyboardInterrupt:
         quiet_threads()
         raise Interrupted(out, total - len(pending), total) from None
-    except (StoreError, ClusterLost) as e:
+    except (StoreError, ClusterLost, TaskError) as e:
         raise type(e)(f"{e}; {total - len(pending)}/{total} cells are stored, rerun the same command to resume") from None
     finally:
         channel.close()
@@ -536,6 +567,29 @@ def _task_ref(spec: Spec) -> str | type[Task]:
     if spec.task_class is None or ":" not in spec.task or importable(spec.task_class):
         return spec.task
     return spec.task_class
+
+
+def _check_workers_import(client: Any, ref: str | type[Task]) -> None:
+    """Refuse, before the cube exists, a dask cluster whose workers cannot import the task (a class
+    passed by value travels pickled, with nothing to import)."""
+    if not isinstance(ref, str):
+        return
+    errors = {address: e for address, e in client.run(_import_error, ref, tuple(SEARCH_DIRS)).items() if e}
+    if errors:
+        address = sorted(errors)[0]
+        more = f" (and {len(errors) - 1} more workers)" if len(errors) > 1 else ""
+        raise UserError(f"dask worker {address}{more} cannot import the task: {errors[address]}")
+
+
+def _import_error(ref: str, search: tuple[str, ...]) -> str | None:
+    """On a worker: why the task ``ref`` does not resolve there, or None."""
+    for directory in search:
+        search_beside(directory)
+    try:
+        resolve_task(ref)
+    except UserError as e:
+        return str(e)
+    return None
 
 
 def _env_threads() -> int:

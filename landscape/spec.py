@@ -20,7 +20,7 @@ from landscape.dtypes import DTYPES
 from landscape.errors import UserError
 from landscape.tasks import Task, make_task
 from landscape.tasks.base import SEED_LIMIT, check_finite, parse_options
-from landscape.tasks.registry import reference, resolve_task
+from landscape.tasks.registry import reference, resolve_task, search_beside
 
 #: Most cells of one grid. Each cell owns one chunk file per variable (~20), so 10^5 cells make a
 #: cube of ~2 million files, which reading back for verification or a plot already takes minutes.
@@ -166,6 +166,7 @@ def _check_epochs(epochs: int | str, axis: str) -> None:
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    search_beside(str(path.parent))  # a module beside the spec is found by "module:Class"
     try:
         text = path.read_text()
     except FileNotFoundError:

@@ -143,3 +143,91 @@ def test_a_cube_made_before_task_ref_still_resumes_and_shows_its_task(script_tas
     resumed = _cli("grid", "spec.toml", "--out", str(out), "--jobs", "1", "--quiet", cwd=script_task)
     assert resumed.returncode == 0, resumed.stderr
     assert (xr.open_zarr(out)["status"].values == 1).all()
+
+
+LANDSCAPE = str(Path(sys.executable).parent / "landscape")  # the console script: no cwd on its sys.path
+SHADOW = 'open("SHADOWED", "w").write("imported")\nraise ImportError("the cwd shadowed an installed module")\n'
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_a_module_in_the_cwd_does_not_shadow_an_installed_one(script_task):
+    (script_task / "joblib.py").write_text(SHADOW)
+    done = _run([LANDSCAPE, "grid", "spec.toml", "--out", "c.zarr", "--jobs", "2", "--quiet"], script_task)
+    assert done.returncode == 0, done.stderr
+    assert not (script_task / "SHADOWED").exists()
+
+
+def test_a_module_beside_the_spec_is_found_from_anywhere(script_task, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "joblib.py").write_text(SHADOW)
+    (script_task / "joblib.py").write_text(SHADOW)  # last on the path: the installed joblib wins
+    done = _run([LANDSCAPE, "grid", str(script_task / "spec.toml"), "--out", "c.zarr", "--jobs", "2", "--quiet"],
+                elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert (cube.open_cube(elsewhere / "c.zarr")["status"].values == 1).all()
+    assert not (elsewhere / "SHADOWED").exists() and not (script_task / "SHADOWED").exists()
+
+
+def test_a_module_not_found_says_where_it_looked_and_how_to_fix_it(script_task, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (script_task / "spec.toml").write_text((script_task / "spec.toml").read_text().replace("usertask:", "nosuch:"))
+    failed = _run([LANDSCAPE, "grid", str(script_task / "spec.toml"), "--out", "c.zarr", "--quiet"], elsewhere)
+    assert failed.returncode == 2
+    line, = failed.stderr.splitlines()
+    assert f"no module 'nosuch' in the installed packages, {elsewhere}, {script_task}" in line
+    assert "beside the spec file" in line and "PYTHONPATH" in line
+    assert not (elsewhere / "c.zarr").exists()
+
+
+def test_a_dask_worker_that_cannot_import_the_task_leaves_no_store(script_task):
+    from distributed import LocalCluster
+
+    # The driver finds the module in its cwd; the workers' cwd is this test's, and the spec's own
+    # directory (which they are given) does not hold it.
+    (script_task / "specs").mkdir()
+    (script_task / "spec.toml").rename(script_task / "specs" / "spec.toml")
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        failed = _run([LANDSCAPE, "grid", "specs/spec.toml", "--out", "c.zarr", "--backend", "dask",
+                       "--scheduler", cluster.scheduler_address, "--quiet"], script_task)
+        worker, = cluster.scheduler_info["workers"]
+    assert failed.returncode == 2
+    line, = failed.stderr.splitlines()
+    assert f"dask worker {worker} cannot import the task: task 'usertask:ScriptTask': no module 'usertask'" in line
+    assert not (script_task / "c.zarr").exists()
+
+
+FAILING_TASK = SCRIPT_TASK.replace('''    name = "script-ts"
+''', '''    name = "script-ts"
+
+    def loss(self, pred, target):
+        if len(target) == 40:
+            raise ValueError("this loss cannot take 40 rows")
+        return super().loss(pred, target)
+''')
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_exception_in_the_task_s_own_code_names_the_task_and_the_cell(script_task, jobs):
+    (script_task / "usertask.py").write_text(FAILING_TASK)
+    failed = _run([LANDSCAPE, "grid", "spec.toml", "--out", "c.zarr", "--jobs", jobs, "--quiet"], script_task)
+    assert failed.returncode == 2, failed.stderr
+    line, = failed.stderr.splitlines()
+    assert line.startswith("landscape: error: task 'script-ts' raised ValueError: this loss cannot take 40 rows (cell w=")
+    assert " N=40 seed=0" in line and "cells are stored, rerun the same command to resume" in line
+
+
+def test_an_exception_building_the_model_is_the_task_s_error_and_leaves_no_store(script_task):
+    (script_task / "usertask.py").write_text(SCRIPT_TASK.replace('''    name = "script-ts"
+''', '''    name = "script-ts"
+
+    def build_model(self):
+        raise RuntimeError("Torch not compiled with CUDA enabled")
+'''))
+    failed = _run([LANDSCAPE, "grid", "spec.toml", "--out", "c.zarr", "--quiet"], script_task)
+    assert failed.returncode == 2
+    assert failed.stderr == ("landscape: error: task 'script-ts' raised RuntimeError: Torch not compiled with CUDA enabled "
+                             "(building the task and its default init in the driver)\n")
+    assert not (script_task / "c.zarr").exists()
