@@ -69,7 +69,7 @@ def test_a_class_defined_in_a_notebook_reaches_the_workers(tmp_path):
 
 
 @pytest.mark.parametrize("ref,match", [
-    ("nosuchmodule_xyz:Task", "cannot import module 'nosuchmodule_xyz'"),
+    ("nosuchmodule_xyz:Task", "no module 'nosuchmodule_xyz' in the installed packages"),
     ("tests.outside_task:Missing", "has no 'Missing'"),
     ("tests.outside_task:NotATask", "is not a subclass of landscape.Task"),
     ("landscape.tasks.base:Task", "does not implement"),
