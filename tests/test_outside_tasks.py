@@ -93,7 +93,7 @@ def test_installed_packages_register_tasks_through_entry_points(tmp_path, monkey
     spec = load_spec(_write(tmp_path, {**BN_SPEC, "task": "blobs"}))
     assert spec.task == "blobs" and spec.make_task().name == "dropout-bn"
     summary = landscape.run_grid(spec, tmp_path / "ep.zarr", jobs=1, progress=False)
-    assert summary.ran == 4 and xr.open_zarr(tmp_path / "ep.zarr").attrs["task"] == "blobs"
+    assert summary.ran == 4 and xr.open_zarr(tmp_path / "ep.zarr").attrs["task_ref"] == "blobs"
 
 
 def test_top_level_exports_what_a_notebook_needs():
