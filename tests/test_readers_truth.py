@@ -2,6 +2,7 @@
 user's own code named as such, and t_gen that measures the transition the figures and README report."""
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -231,3 +232,44 @@ def test_an_exception_building_the_model_is_the_task_s_error_and_leaves_no_store
     assert failed.stderr == ("landscape: error: task 'script-ts' raised RuntimeError: Torch not compiled with CUDA enabled "
                              "(building the task and its default init in the driver)\n")
     assert not (script_task / "c.zarr").exists()
+
+
+#: Shipped Dichotomy specs, reduced to seconds; matrix-completion's still crosses (at ~1,000 steps).
+REDUCED_DICHOTOMY = {
+    "matrix-completion": ["task_options.d=20", "axes.N=[80]", "axes.wd=[0.02]", "train.steps=3000", "eval.points=40"],
+    "modular-mlp": ["task_options.p=11", "task_options.width=32", "axes.N=[100]", "axes.alpha=[1.0, 10.0]",
+                    "train.steps=300", "eval.points=20"],
+    "modular-mlp-wd": ["task_options.p=11", "task_options.width=32", "axes.N=[100]", "axes.wd=[0.003, 0.006]",
+                       "train.steps=300", "eval.points=20"],
+    "diag-misgrok": ["task_options.d=100", "task_options.n_test=200", "axes.N=[30]", "axes.alpha=[8.0]",
+                     "axes.wd=[0.2]", "train.steps=300", "eval.points=20"],
+}
+
+
+def _info_column(text: str, column: str) -> list[float]:
+    """A column of `landscape info`'s runs table, '-' as NaN."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if column in line.split())
+    at = lines[start].split().index(column)
+    rows = [line.split() for line in lines[start + 1:] if line.strip()]
+    return [math.nan if row[at] == "-" else float(row[at]) for row in rows]
+
+
+@pytest.mark.parametrize("name", sorted(REDUCED_DICHOTOMY))
+def test_info_reports_the_transition_the_figures_draw(name, tmp_path, capsys):
+    from landscape.cli import main
+    from landscape.dichotomy import TRANSITION, TRANSITION_DEFINITION, transitions
+
+    out = tmp_path / "d.zarr"
+    sets = [a for item in REDUCED_DICHOTOMY[name] for a in ("--set", item)]
+    assert main(["grid", f"grids/{name}.toml", "--out", str(out), "--jobs", "1", "--quiet", *sets]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    ds = cube.open_cube(out)
+    assert ds[TRANSITION].attrs["definition"] == TRANSITION_DEFINITION and TRANSITION_DEFINITION in info
+    shown = _info_column(info, TRANSITION)
+    drawn = transitions(ds)["jump"].transpose(*ds["status"].dims).values.ravel()  # what the figures mark
+    np.testing.assert_allclose(shown, drawn, rtol=1e-3)
+    if name == "matrix-completion":  # ends between the references, short of t_gen's level: a transition all the same
+        assert np.isfinite(shown).all() and np.isnan(_info_column(info, "t_gen")).all()
