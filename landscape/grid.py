@@ -50,19 +50,19 @@ BACKENDS = ("loky", "dask")
 #: Environment variable of the test suite: interrupt the driver after it has written k cells,
 #: as "k" (Ctrl-C) or "k:KILL" (any signal name): a deterministic place to interrupt a grid.
 STOP_AFTER_ENV = "LANDSCAPE_STOP_AFTER_CELLS"
-#: Torch threads per worker when --threads is not given (default: cores // the workers that get a
-#: batch, so a grid of fewer batches than --jobs still uses every core; never more threads in all
-#: than cores, since on a busy machine OpenMP threads wait for each other at every parallel region:
-#: a small model ran 9x slower with 2 threads than with 1 in one process at load 8 on 2 cores
-#: (measured); the test suite sets 1.
+#: Torch threads per worker when --threads is not given (default: cores // jobs). Threads are fixed
+#: by --jobs, not raised when there are fewer batches than workers: on a busy machine OpenMP
+#: threads wait for each other at every parallel region, and a small model ran 9x slower with 2
+#: threads than with 1 in one process at load 8 on 2 cores, 2.1-2.8x slower at load 3-5 (measured:
+#: one teacher-student cell, 4,000 steps, 14-17 s against 29-48 s); the test suite sets 1.
 THREADS_ENV = "LANDSCAPE_THREADS"
 #: Largest batch the planner picks by itself: on CPU the cell-steps/s of the MNIST MLP stop
 #: growing at about 16 cells (bench); on a GPU far larger batches still pay off.
 AUTO_BATCH_CELLS = {"cpu": 16, "cuda": 256}
 #: How many batches the planner cuts a grid into at least, where the cap allows: a constant per
 #: device, not --jobs, so that a cell's batch-mates (and with them its float32 rounding) are the
-#: same on any worker count. 8 on CPU keeps up to 8 workers busy with one batch each (more workers
-#: take the threads of idle ones: THREADS_ENV); on a GPU one worker feeds it, 2 bound what an interrupt loses.
+#: same on any worker count. 8 on CPU keeps up to 8 workers busy with one batch each (idle workers'
+#: cores are not handed to busy ones: THREADS_ENV); on a GPU one worker feeds it, 2 bound what an interrupt loses.
 PLAN_BATCHES = {"cpu": 8, "cuda": 2}
 
 
@@ -476,8 +476,7 @@ def run_grid(
     ``spec`` is a spec file, a spec dict (as the TOML reads) or a ``Spec``; ``overrides`` are
     ``--set`` strings such as ``"train.steps=600"``; ``task`` is a Task subclass to use in place
     of the spec's task name (e.g. one defined in a notebook). ``jobs = 0`` uses every core;
-    ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // the
-    workers that get a batch).
+    ``threads`` is the torch threads of each worker (0: $LANDSCAPE_THREADS, else cores // jobs).
     """
     out = Path(out)
     if backend not in BACKENDS:
@@ -508,7 +507,7 @@ def run_grid(
         try:
             if executor.client is not None:
                 _check_workers_import(executor.client, _task_ref(spec))
-            threads = 1 if backend == "dask" else threads or _env_threads()
+            threads = 1 if backend == "dask" else threads or _env_threads() or max(1, cores // jobs)
             return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress)
         finally:
             executor.close(interrupted=sys.exc_info()[0] is not None)
@@ -529,8 +528,6 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
                if any(c.index in pending for c in b)]
     evals = stored["step"].values
     total = status.size
-    # threads 0: the cores shared by the workers that get a batch (THREADS_ENV)
-    threads = threads or max(1, (os.cpu_count() or 1) // max(1, min(executor.workers, len(batches))))
     budget = sum(int(steps_of[c.value][-1]) for b in batches for c in b)
     stop_after = _stop_after()
     bar = Bar(budget, total, already_done, task.name, progress)
