@@ -6,10 +6,10 @@ arrive, under an exclusive lock (landscape.lock). Rerunning the same command tra
 cells still pending.
 
 The batch plan is a function of the spec and the device only (not of --jobs, so one spec gives one
-cube on any worker count), fixed when the cube is created and stored in its attrs: whether cells train batched (landscape.batching's probe), and how many
-cells share a batch. Every cell is always trained with the same batch-mates, so a resumed grid
-equals an uninterrupted one: a batch with any pending cell is trained whole again, and only its
-pending cells are written.
+cube on any worker count), fixed when the cube is created and stored in its attrs: whether cells
+train batched (landscape.batching's probe), and how many cells share a batch. Every cell is always
+trained with the same batch-mates, so a resumed grid equals an uninterrupted one: a batch with any
+pending cell is trained whole again, and only its pending cells are written.
 """
 from __future__ import annotations
 
@@ -288,7 +288,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, device: st
         existing = cube.open_cube(out)
         stored = cube.stored_spec(existing)
         if isinstance(stored.get("task"), str) and same_class(stored["task"], _stored_name(existing.attrs),
-                                                               spec.task_class or resolve_task(spec.task)):
+                                                               spec.task_class):
             stored["task"] = spec.task  # one class, reached once as a script's and once by its import path
         differences = spec_differences(stored, spec.to_dict())
         if differences:
