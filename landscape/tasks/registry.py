@@ -119,7 +119,7 @@ def _import_class(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        if e.name is None or not module_name.startswith(e.name):
+        if e.name is None or not (module_name == e.name or module_name.startswith(e.name + ".")):
             raise UserError(f"task {path!r}: cannot import module {module_name!r} (ModuleNotFoundError: {e})") from None
         where = ", ".join(["the installed packages", *dict.fromkeys([os.getcwd(), *SEARCH_DIRS])])
         raise UserError(f"task {path!r}: no module {e.name!r} in {where}; put {e.name.replace('.', '/')}.py "
