@@ -137,6 +137,16 @@ def transitions(cube: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def cube_transition(cube: xr.Dataset) -> xr.DataArray | None:
+    """The cube's t_transition over its cell dims, measured the same way for Dichotomy cubes made
+    before it was stored; None for other cubes."""
+    if TRANSITION in cube:
+        return cube[TRANSITION]
+    if not (is_dichotomy(cube) and reference_metric(cube.data_vars)):
+        return None
+    return transitions(cube)["jump"].transpose(*cube["status"].dims).assign_attrs(definition=TRANSITION_DEFINITION)
+
+
 def fit(tr: xr.Dataset, measure: str) -> dict[str, float]:
     """How a measured transition follows the prediction, over every run of ``transitions``.
 

@@ -9,7 +9,7 @@ import xarray as xr
 
 from landscape.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
                                 is_loss, lu_mismatch, metric_of, seed_summary)
-from landscape.dichotomy import TRANSITION
+from landscape.dichotomy import TRANSITION, cube_transition
 from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
 from landscape.trajectory import AXIS as MESSINESS_AXIS
 
@@ -44,12 +44,14 @@ def _dynamics_table(ds: xr.Dataset) -> list[str]:
     level = json.loads(ds.attrs["spec"])["eval"]["level"]
     metric = metric_of(ds)
     dims = [d for d in ds["status"].dims if d != "w"]
-    times = ("t_fit", "t_gen", *([TRANSITION] if TRANSITION in ds else []))
+    transition = cube_transition(ds)
+    if transition is not None:
+        ds = ds.assign({TRANSITION: transition})
+    times = ("t_fit", "t_gen", *([TRANSITION] if transition is not None else []))
     final = [(name, max(8, len(name))) for name in (*times, f"train_{metric}", f"test_{metric}", "norm")]
     header = f"  {'alpha':>7}  " + "  ".join(f"{d:>7}" for d in dims)
-    transition = [f"{TRANSITION}: {ds[TRANSITION].attrs['definition']}"] if TRANSITION in ds else []
     lines = ["", f"runs (t_fit / t_gen: first eval step with train / test accuracy >= {level:g}; '-' = never):",
-             *transition,
+             *([f"{TRANSITION}: {transition.attrs['definition']}"] if transition is not None else []),
              header + "  " + "  ".join(f"{name:>{width}}" for name, width in final) + "  status"]
     for index in np.ndindex(ds["status"].shape):
         cell = ds.isel(dict(zip(ds["status"].dims, index)))

@@ -271,5 +271,8 @@ def test_info_reports_the_transition_the_figures_draw(name, tmp_path, capsys):
     shown = _info_column(info, TRANSITION)
     drawn = transitions(ds)["jump"].transpose(*ds["status"].dims).values.ravel()  # what the figures mark
     np.testing.assert_allclose(shown, drawn, rtol=1e-3)
+    from landscape.info import describe
+
+    assert describe(ds.drop_vars(TRANSITION)) == describe(ds)  # a cube made before t_transition: the same
     if name == "matrix-completion":  # ends between the references, short of t_gen's level: a transition all the same
         assert np.isfinite(shown).all() and np.isnan(_info_column(info, "t_gen")).all()
