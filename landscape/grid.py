@@ -353,9 +353,6 @@ class _Executor:
 
     def __init__(self, backend: str, scheduler: str | None, jobs: int):
         self.backend, self.client, self.cluster, self.pool = backend, None, None, None
-        # Worker processes start as `python -m`/`-c`, which put their cwd first on sys.path before
-        # they take the driver's: a joblib.py there would shadow the installed one (Python >= 3.11).
-        os.environ.setdefault("PYTHONSAFEPATH", "1")
         if backend == "dask":
             from distributed import Client, LocalCluster
 
@@ -365,7 +362,9 @@ class _Executor:
                 except (OSError, TimeoutError, ValueError) as e:
                     raise UserError(f"--scheduler {scheduler}: cannot reach a dask scheduler ({e})") from None
             else:
-                self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+                with safe_path():
+                    self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                dashboard_address=None)
                 self.client = Client(self.cluster)
             self.workers = sum(self.client.nthreads().values()) or 1
         else:
@@ -389,13 +388,14 @@ class _Executor:
     def _loky(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
         from joblib.externals.loky import get_reusable_executor
 
-        # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
-        self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60)
-        # Left-over futures are not cancelled here: close() kills the workers, and loky's manager then
-        # fails them itself (cancelling them first makes its thread print an InvalidStateError traceback).
-        futures = [self.pool.submit(run_batch, *call) for call in calls]
-        for future in concurrent.futures.as_completed(futures):
-            yield future.result()
+        with safe_path():  # also for the workers loky starts again, and its resource tracker
+            # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
+            self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60)
+            # Left-over futures are not cancelled here: close() kills the workers, and loky's manager then
+            # fails them itself (cancelling them first makes its thread print an InvalidStateError traceback).
+            futures = [self.pool.submit(run_batch, *call) for call in calls]
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
 
     def _dask(self, calls: list[tuple[Any, ...]]) -> Iterator[list[tuple[Cell, CellResult]]]:
         from distributed import as_completed
@@ -432,6 +432,23 @@ class _Executor:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
+
+
+@contextlib.contextmanager
+def safe_path() -> Iterator[None]:
+    """PYTHONSAFEPATH=1 for the Python processes started in the block (workers, trackers): they start
+    as `python -m`/`-c`, which would put their cwd first on sys.path before they take the driver's,
+    so a joblib.py there would shadow the installed one (Python >= 3.11). Restored afterwards: a
+    user's own later subprocesses keep their usual path."""
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
 
 
 def quiet_threads() -> None:

@@ -28,8 +28,10 @@ def test_one_spec_gives_one_cube_on_any_job_count(tiny_spec, tmp_path):
     # 16 cells: the old plan cut batches of 8 for --jobs 1 and of 4 for --jobs 2.
     overrides = ["axes.alpha=[0.5, 1.0, 2.0, 4.0]", "axes.N=[20, 40, 60, 80]"]
     one, two = tmp_path / "one.zarr", tmp_path / "two.zarr"
+    safe_path = os.environ.get("PYTHONSAFEPATH")
     run_grid(tiny_spec, one, overrides=overrides, jobs=1, progress=False)
     run_grid(tiny_spec, two, overrides=overrides, jobs=2, progress=False)
+    assert os.environ.get("PYTHONSAFEPATH") == safe_path  # set only while the workers start
     a, b = _values(one), _values(two)
     assert cube.open_cube(one).attrs["batched"] == 1
     assert cube.open_cube(one).attrs["batch_cells"] == cube.open_cube(two).attrs["batch_cells"] > 1
