@@ -66,8 +66,11 @@ _STATUS = {0: "pending", STATUS_DONE: "done", STATUS_DIVERGED: "diverged"}
 
 
 def _fmt(value: xr.DataArray, width: int) -> str:
+    """Four digits, but a whole number (a step) in full: 17132, not 1.713e+04."""
     v = float(value)
-    return f"{'-':>{width}}" if np.isnan(v) else f"{v:{width}.4g}"
+    if np.isnan(v):
+        return f"{'-':>{width}}"
+    return f"{int(v):{width}d}" if v.is_integer() and abs(v) < 1e9 else f"{v:{width}.4g}"
 
 
 def _landscape_tables(ds: xr.Dataset) -> list[str]:
