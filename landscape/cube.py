@@ -29,6 +29,7 @@ import numcodecs
 import numpy as np
 import xarray as xr
 
+from landscape.dichotomy import TRANSITION, TRANSITION_DEFINITION, cell_transition, reference_metric
 from landscape.dynamics import first_reach
 from landscape.errors import StoreError, UserError, first_line
 from landscape.safeio import read_bounded
@@ -107,6 +108,8 @@ def template(
     data["layer_norm_curve"] = (dims + ("layer", "step"), pending((len(layers), len(steps))))
     for name in extra_values:
         data[name] = (dims, pending())
+    if reference_metric(extra_values):
+        data[TRANSITION] = (dims, pending())
     data["checksum"] = (dims, pending(dtype=np.int64))
     w = np.asarray(coords["w"], dtype=float)
     coord_vars = {d: (d, np.asarray(coords[d]), _AXIS_ATTRS.get(d, {})) for d in dims}
@@ -125,6 +128,9 @@ def template(
         ds[f"{name}_curve"].attrs["long_name"] = long_name
     for name, long_name in extra_values.items():
         ds[name].attrs["long_name"] = long_name
+    if TRANSITION in ds:
+        ds[TRANSITION].attrs.update({"long_name": "measured kernel-to-rich transition", "units": "steps",
+                                     "definition": TRANSITION_DEFINITION})
     return ds
 
 
@@ -587,6 +593,10 @@ def write_cell(
         t = first_reach(result.eval_steps, err, level)
         cell[f"t_{name}"] = (dims, np.full(one, t))
         cell[f"{name}_reached"] = (dims, np.full(one, np.isfinite(t), dtype=np.int8))
+    metric = reference_metric(result.extra_values)
+    if metric and (Path(path) / TRANSITION).is_dir():  # cubes made before t_transition have none
+        t = cell_transition(result.eval_steps, result.curves[CURVES.index(metric)], result.extra_values, metric)
+        cell[TRANSITION] = (dims, np.full(one, t if done else np.nan))
     if (Path(path) / "checksum").is_dir():  # cubes made before checksums existed have none
         cell["checksum"] = (dims, checksums({n: v for n, (_, v) in cell.items()}, len(dims)).reshape(one))
     status = STATUS_DONE if done else STATUS_DIVERGED

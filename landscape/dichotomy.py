@@ -13,6 +13,11 @@ Measured here, per run, from curves the tasks record (landscape.tasks.dichotomy)
 "From which on" is the last crossing: a large-step run can cross back and forth in its first few
 steps (a catapult), which is not the transition.
 
+The metric jump is the transition ``landscape info``, the figures and the README report: the cube
+stores it per cell as ``t_transition`` (with its definition in the variable's attrs), since
+``t_gen``'s fixed accuracy level misses runs that generalize to below it (modular-mlp's reduced
+runs end at 87-93% test accuracy).
+
 Pure numpy/xarray (no torch), so plots can use it on any cube.
 """
 from __future__ import annotations
@@ -23,12 +28,34 @@ import math
 import numpy as np
 import xarray as xr
 
+from collections.abc import Collection, Mapping
+
 from landscape.dynamics import loglog_slope
 from landscape.schema import STATUS_DONE, reference_predictors
 
 #: Cube variables of a Dichotomy run: the cosine curves to the two references.
 COSINES = ("cos_kernel_curve", "cos_rich_curve")
 MEASURES = ("crossover", "jump")
+#: The cube variable of the measured transition (the metric jump), and what its attrs call it.
+TRANSITION = "t_transition"
+TRANSITION_DEFINITION = ("first eval step from which on the test metric stays nearer the rich reference's test level "
+                         "than the kernel reference's, after an eval nearer the kernel one (it crosses their midpoint "
+                         "for good): landscape.dichotomy.metric_jump; NaN: no such crossing")
+
+
+def reference_metric(values: Collection[str]) -> str | None:
+    """The test metric a run compares with its references' (``kernel_<metric>`` and ``rich_<metric>``
+    among a cube's or task's values): the loss for regression, the error for classification; None
+    without references."""
+    for metric in ("test_loss", "test_err"):
+        if f"kernel_{metric}" in values and f"rich_{metric}" in values:
+            return metric
+    return None
+
+
+def cell_transition(eval_steps: np.ndarray, curve: np.ndarray, values: Mapping[str, float], metric: str) -> float:
+    """One cell's t_transition from its test-metric curve and its references' levels ``values``."""
+    return float(metric_jump(eval_steps, curve, values[f"kernel_{metric}"], values[f"rich_{metric}"]))
 
 
 def is_dichotomy(cube: xr.Dataset) -> bool:
@@ -87,6 +114,7 @@ def transitions(cube: xr.Dataset) -> xr.Dataset:
     done or never crossing), and ``lr_wd`` (eta lambda), over the cube's cell dims."""
     train = json.loads(cube.attrs["spec"])["train"]
     metric = test_metric(cube)
+    full = cube
     cube = cube[[*COSINES, f"{metric}_curve", f"kernel_{metric}", f"rich_{metric}", "status"]].load()
     lr = cube["lr"] if "lr" in cube.dims else xr.DataArray(float(train["lr"]))
     wd = cube["wd"] if "wd" in cube.dims else xr.DataArray(float(train["weight_decay"]))
@@ -94,8 +122,10 @@ def transitions(cube: xr.Dataset) -> xr.Dataset:
     steps = cube["step"].values
     crossover = xr.apply_ufunc(lambda k, r: cosine_crossover(steps, k, r), cube[COSINES[0]], cube[COSINES[1]],
                                input_core_dims=[["step"], ["step"]])
-    jump = xr.apply_ufunc(lambda c, k, r: metric_jump(steps, c, k, r), cube[f"{metric}_curve"],
-                          cube[f"kernel_{metric}"], cube[f"rich_{metric}"], input_core_dims=[["step"], [], []])
+    # The jump as the cube stores it (cubes made before t_transition: computed the same way).
+    jump = full[TRANSITION].load() if TRANSITION in full else xr.apply_ufunc(
+        lambda c, k, r: metric_jump(steps, c, k, r), cube[f"{metric}_curve"], cube[f"kernel_{metric}"],
+        cube[f"rich_{metric}"], input_core_dims=[["step"], [], []])
     lr_wd = (lr * wd).broadcast_like(done)
     out = xr.Dataset({
         "predicted": xr.apply_ufunc(predicted_transition, cube["alpha"], lr, wd).broadcast_like(done),
@@ -105,6 +135,16 @@ def transitions(cube: xr.Dataset) -> xr.Dataset:
     })
     out.attrs["metric"] = metric
     return out
+
+
+def cube_transition(cube: xr.Dataset) -> xr.DataArray | None:
+    """The cube's t_transition over its cell dims, measured the same way for Dichotomy cubes made
+    before it was stored; None for other cubes."""
+    if TRANSITION in cube:
+        return cube[TRANSITION]
+    if not (is_dichotomy(cube) and reference_metric(cube.data_vars)):
+        return None
+    return transitions(cube)["jump"].transpose(*cube["status"].dims).assign_attrs(definition=TRANSITION_DEFINITION)
 
 
 def fit(tr: xr.Dataset, measure: str) -> dict[str, float]:

@@ -10,6 +10,7 @@ import xarray as xr
 
 from landscape.analysis import STATUS_DONE, critical_norm, goldilocks_zone, seed_summary
 from landscape.errors import UserError
+from landscape.schema import task_ref
 
 #: Per-step multiplicative norm decay of each optimizer's weight-decay rule (with zero loss gradient).
 DECAY_RULES = ("adamw", "sgd")
@@ -90,7 +91,7 @@ def delay_prediction(dyn: xr.Dataset, landscape: xr.Dataset) -> xr.Dataset:
     eval level), i.e. the norm at which the LU picture says test accuracy first reaches the level
     that defines t_gen. ``measured`` = ``t_gen`` (NaN where the run never generalized). All in steps.
     """
-    if dyn.attrs.get("task") != landscape.attrs.get("task"):
+    if task_ref(dyn.attrs) != task_ref(landscape.attrs):
         raise UserError(f"the landscape cube is for task {landscape.attrs.get('task')!r}, "
                         f"the dynamics cube for {dyn.attrs.get('task')!r}")
     spec = json.loads(dyn.attrs["spec"])

@@ -5,11 +5,11 @@ batch of cells each and return a few KB per cell; the driver alone writes the cu
 arrive, under an exclusive lock (landscape.lock). Rerunning the same command trains only the
 cells still pending.
 
-The batch plan is a function of the spec and the job count only, fixed when the cube is created
-and stored in its attrs: whether cells train batched (landscape.batching's probe), and how many
-cells share a batch. Every cell is always trained with the same batch-mates, so a resumed grid
-equals an uninterrupted one: a batch with any pending cell is trained whole again, and only its
-pending cells are written.
+The batch plan is a function of the spec and the device only (not of --jobs, so one spec gives one
+cube on any worker count), fixed when the cube is created and stored in its attrs: whether cells
+train batched (landscape.batching's probe), and how many cells share a batch. Every cell is always
+trained with the same batch-mates, so a resumed grid equals an uninterrupted one: a batch with any
+pending cell is trained whole again, and only its pending cells are written.
 """
 from __future__ import annotations
 
@@ -37,13 +37,14 @@ import torch
 from landscape import cube, fingerprint, limits
 from landscape.analysis import checked_levels
 from landscape.batching import Batching, decide
-from landscape.errors import StoreError, UserError, first_line, printable
+from landscape.errors import StoreError, TaskError, UserError, first_line, printable, task_errors
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.schema import FIXED_PREFIX, SCHEMA_VERSION, STATUS_PENDING
-from landscape.spec import Spec, apply_overrides, read_spec_file, resolve, spec_differences
+from landscape.spec import Spec, TrainConfig, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
-from landscape.tasks.registry import importable
+from landscape.tasks.base import Split
+from landscape.tasks.registry import SEARCH_DIRS, importable, resolve_task, same_class, search_beside
 from landscape.train import (
     CellResult, cell_eval_steps, cell_steps, check_device, check_task_outputs, device_kind, device_name,
     resolve_device, rows_per_step, train_cell, train_cells,
@@ -56,11 +57,17 @@ STOP_AFTER_ENV = "LANDSCAPE_STOP_AFTER_CELLS"
 #: Torch threads per worker when --threads is not given (default: cores // jobs). Threads are fixed
 #: by --jobs, not raised when there are fewer batches than workers: on a busy machine OpenMP
 #: threads wait for each other at every parallel region, and a small model ran 9x slower with 2
-#: threads than with 1 in one process at load 8 on 2 cores (measured); the test suite sets 1.
+#: threads than with 1 in one process at load 8 on 2 cores, 2.1-2.8x slower at load 3-5 (measured:
+#: one teacher-student cell, 4,000 steps, 14-17 s against 29-48 s); the test suite sets 1.
 THREADS_ENV = "LANDSCAPE_THREADS"
 #: Largest batch the planner picks by itself: on CPU the cell-steps/s of the MNIST MLP stop
 #: growing at about 16 cells (bench); on a GPU far larger batches still pay off.
 AUTO_BATCH_CELLS = {"cpu": 16, "cuda": 256}
+#: How many batches the planner cuts a grid into at least, where the cap allows: a constant per
+#: device, not --jobs, so that a cell's batch-mates (and with them its float32 rounding) are the
+#: same on any worker count. 8 on CPU keeps up to 8 workers busy with one batch each (idle workers'
+#: cores are not handed to busy ones: THREADS_ENV); on a GPU one worker feeds it, 2 bound what an interrupt loses.
+PLAN_BATCHES = {"cpu": 8, "cuda": 2}
 
 
 @dataclass(frozen=True)
@@ -130,17 +137,17 @@ def schedules(spec: Spec, task: Task) -> dict[Any, np.ndarray]:
             for v in spec.axis_values}
 
 
-def batch_cells(spec: Spec, batching: Batching, cells: int, jobs: int, device: str) -> int:
-    """How many cells share a batch: a function of the spec and the job count only.
+def batch_cells(spec: Spec, batching: Batching, cells: int, device: str) -> int:
+    """How many cells share a batch: a function of the spec and the device only.
 
     The smallest of the spec's cap (``train.max_batch_cells``, 0 = auto: AUTO_BATCH_CELLS for the
-    device) and half an equal share of the grid's cells, so every worker gets at least two
-    batches, which evens out batches that finish early (stopping) and bounds what an interrupt loses.
+    device) and the grid's cells over PLAN_BATCHES for the device, so that there are batches for
+    several workers, which evens out batches that finish early (stopping) and bounds what an interrupt loses.
     """
     if not batching.batched:
         return 1
     cap = spec.train.max_batch_cells or AUTO_BATCH_CELLS[device]
-    return max(1, min(cap, math.ceil(cells / (2 * max(jobs, 1)))))
+    return max(1, min(cap, math.ceil(cells / PLAN_BATCHES[device])))
 
 
 def plan_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool, steps_of: Mapping[Any, np.ndarray]) -> list[list[Cell]]:
@@ -186,56 +193,57 @@ def worker_device(name: str) -> str:
     return f"cuda:{int(index) % torch.cuda.device_count()}" if str(index).isdigit() else device
 
 
-def _task_failed(task: Task, spec: Spec, cells: list[Cell], device: str, e: Exception) -> WorkerFailed:
-    """A task's exception in training as one line naming the task, its cells and the device."""
-    return WorkerFailed(f"task {task.name!r} failed on {cell_names(spec, cells)} on device {device}: "
-                        f"{type(e).__name__}: {first_line(e)}")
-
-
 def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: str | None, cells: list[Cell],
               threads: int, batched: bool, report: Report | None = None,
-              device: str = "cpu") -> list[tuple[Cell, CellResult]]:
+              device: str = "cpu", search: tuple[str, ...] = ()) -> list[tuple[Cell, CellResult]]:
     """Worker entry point: everything it needs arrives as plain data (or the task class itself, when
-    no import path reaches it); the task is built once per process.
+    no import path reaches it); the task is built once per process. ``search``: the driver's
+    registry.SEARCH_DIRS, where an outside task's module may live.
 
     Cells that take equally many rows per step and share a training config and eval schedule train
     together as one batched model when ``batched``; otherwise each goes through ``train_cell``.
     """
+    for directory in search:
+        search_beside(directory)
     spec = resolve({**spec_dict, "task": task_ref})
-    task = _worker_task(task_ref, json.dumps(spec.task_options, sort_keys=True), data_dir)
     device = worker_device(device)
+    with task_errors(spec.task_class, f"building it in a worker for {cell_names(spec, cells)} on {device}"):
+        task = _worker_task(task_ref, json.dumps(spec.task_options, sort_keys=True), data_dir)
     before = torch.get_num_threads()
     torch.set_num_threads(min(threads, task.max_threads or threads))
     try:
         splits = {}  # one data set per axis value, shared by the cells that have it
         for c in cells:
             if c.value not in splits:
-                splits[c.value] = task.data(c.value)
+                with task_errors(type(task), f"task.data({c.value!r}) for {cell_names(spec, [c])}"):
+                    splits[c.value] = task.data(c.value)
         parts: dict[Any, list[Cell]] = {}
         for c in cells:
             train, n = spec.cell_train(c.settings, c.value), len(splits[c.value].train_y)
             parts.setdefault((train, rows_per_step(n, train.batch_size), cell_steps(train, n)), []).append(c)
         out = []
         for (train, _, budget), part in parts.items():
-            progress = _CellProgress(report, budget)
-            groups = [[c] for c in part] if len(part) == 1 or not batched else [part]
-            for group in groups:
-                try:
-                    if len(group) == 1:
-                        c = group[0]
-                        results = [train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval, progress.steps,
-                                              device)]
-                    else:
-                        results = train_cells(task, [splits[c.value] for c in group], [c.w for c in group],
-                                              [c.seed for c in group], train, spec.eval, device, progress.steps)
-                except UserError:
-                    raise
-                except Exception as e:  # the task's code (or a model the device cannot run): one line
-                    raise _task_failed(task, spec, group, device, e) from None
-                out += zip(group, [progress.finished(r) for r in results])
+            out += _train_part(task, spec, splits, part, train, batched, _CellProgress(report, budget), device)
         return out
     finally:
         torch.set_num_threads(before)
+
+
+def _train_part(task: Task, spec: Spec, splits: dict[Any, Split], part: list[Cell], train: TrainConfig,
+                batched: bool, progress: _CellProgress, device: str) -> list[tuple[Cell, CellResult]]:
+    """Cells of one training config and rows per step: one by one, or as one batched model; an
+    exception of the task's own code names the task, the cells and the device."""
+    if len(part) == 1 or not batched:
+        out = []
+        for c in part:
+            with task_errors(type(task), f"training {cell_names(spec, [c])} on {device}"):
+                out.append((c, progress.finished(train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval,
+                                                            progress.steps, device))))
+        return out
+    with task_errors(type(task), f"training {cell_names(spec, part)} on {device}"):
+        results = train_cells(task, [splits[c.value] for c in part], [c.w for c in part], [c.seed for c in part],
+                              train, spec.eval, device, progress.steps)
+    return list(zip(part, [progress.finished(r) for r in results]))
 
 
 @dataclass
@@ -293,25 +301,25 @@ class Plan:
 
     batching: Batching
     batch_cells: int
-    jobs: int
     device: str
 
     def attrs(self) -> dict[str, Any]:
         return {"batched": int(self.batching.batched), "batching": self.batching.reason,
                 "batch_random": int(self.batching.random), "batch_cells": self.batch_cells,
-                "batch_plan_jobs": self.jobs, "batch_plan_device": self.device}
+                "batch_plan_device": self.device}
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> Plan:
+        # Cubes planned per --jobs also hold batch_plan_jobs: their batch_cells is what they keep.
         try:
             return cls(Batching(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
-                       int(attrs["batch_cells"]), int(attrs["batch_plan_jobs"]), str(attrs["batch_plan_device"]))
+                       int(attrs["batch_cells"]), str(attrs["batch_plan_device"]))
         except KeyError as e:
             raise UserError(f"the cube's batch plan attr {e} is missing; the cube is damaged: recompute it "
                             "with --overwrite") from None
 
 
-def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int, device: str,
+def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, device: str,
                   steps_of: Mapping[Any, np.ndarray], accept_versions: bool = False) -> Plan:
     """Create the template cube with its plan, or check that an existing one holds this very spec
     (computed on the same data, task code, w0 and, unless ``accept_versions``, library versions)
@@ -320,7 +328,11 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
     inputs = fingerprint.attrs(task, spec.axis_values)
     if out.exists() and not overwrite:
         existing = cube.open_cube(out)
-        differences = spec_differences(cube.stored_spec(existing), spec.to_dict())
+        stored = cube.stored_spec(existing)
+        if isinstance(stored.get("task"), str) and same_class(stored["task"], _stored_name(existing.attrs),
+                                                               spec.task_class):
+            stored["task"] = spec.task  # one class, reached once as a script's and once by its import path
+        differences = spec_differences(stored, spec.to_dict())
         if differences:
             raise UserError(f"{out} holds a different spec ({'; '.join(differences[:3])}"
                             f"{'; ...' if len(differences) > 3 else ''}); use --overwrite to replace it, or another --out")
@@ -336,7 +348,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
     batching = decide(task, spec, w0)
     cells = int(np.prod([len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds)]))
     kind = device_kind(device)
-    plan = Plan(batching, batch_cells(spec, batching, cells, jobs, kind), jobs, kind)
+    plan = Plan(batching, batch_cells(spec, batching, cells, kind), kind)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         layers = list(task.parameter_groups(task.build_model()))
@@ -348,7 +360,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, jobs: int,
         w0=w0,
         steps=np.unique(np.concatenate(list(steps_of.values()))),
         layers=layers,
-        attrs={**cube.standard_attrs(spec.task, spec.to_json(), task.data_source), **inputs,
+        attrs={**cube.standard_attrs(task.name, spec.to_json(), task.data_source), "task_ref": spec.task, **inputs,
                "schema_version": SCHEMA_VERSION, "kind": spec.kind, "axis_role": task.axis_role,
                "reference_predictors": list(task.reference_predictors),
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
@@ -381,6 +393,11 @@ def _check_resume_device(out: Path, attrs: Mapping[str, Any], device: str) -> No
     if stored is not None and stored != "auto" and device != "auto" and device_kind(stored) != device_kind(device):
         raise UserError(f"{out} was computed on {stored} ({attrs.get('device_name')}), not {device}; resume it "
                         f"with --device {stored}, or use --overwrite or another --out")
+
+
+def _stored_name(attrs: Mapping[str, Any]) -> str | None:
+    """The task's own name in a cube's attrs (None in cubes made before task_ref, whose task is the reference)."""
+    return attrs.get("task") if "task_ref" in attrs else None
 
 
 @contextlib.contextmanager
@@ -438,8 +455,9 @@ class _Executor:
             else:
                 # The scheduler's HTTP server starts even without a dashboard, on port 8787 unless told
                 # otherwise, and warns when that port is taken: any free port will do here.
-                self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-                                            scheduler_kwargs={"dashboard_address": ":0"})
+                with safe_path():
+                    self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
                 self.client = Client(self.cluster)
             self.workers = sum(self.client.nthreads().values()) or 1
         else:
@@ -468,16 +486,17 @@ class _Executor:
               ) -> Iterator[list[tuple[Cell, CellResult]]]:
         from joblib.externals.loky import get_reusable_executor
 
-        # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
-        self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60,
-                                          initializer=die_with_parent, initargs=(os.getpid(),))
-        # Left-over futures are not cancelled here: close() kills the workers, and loky's manager then
-        # fails them itself (cancelling them first makes its thread print an InvalidStateError traceback).
-        futures = {self.pool.submit(run_batch, *call): call[3] for call in calls}
-        for future in concurrent.futures.as_completed(futures):
-            with _batch_failure(futures[future], names):
-                batch = future.result()
-            yield batch
+        with safe_path():  # also for the workers loky starts again, and its resource tracker
+            # Idle workers live a minute: a grid after a grid (tests, notebooks) reuses them.
+            self.pool = get_reusable_executor(max_workers=min(self.workers, len(calls)) or 1, reuse=True, timeout=60,
+                                              initializer=die_with_parent, initargs=(os.getpid(),))
+            # Left-over futures are not cancelled here: close() kills the workers, and loky's manager then
+            # fails them itself (cancelling them first makes its thread print an InvalidStateError traceback).
+            futures = {self.pool.submit(run_batch, *call): call[3] for call in calls}
+            for future in concurrent.futures.as_completed(futures):
+                with _batch_failure(futures[future], names):
+                    batch = future.result()
+                yield batch
 
     def _dask(self, calls: list[tuple[Any, ...]], names: Callable[[list[Cell]], str]
               ) -> Iterator[list[tuple[Cell, CellResult]]]:
@@ -561,6 +580,23 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
+@contextlib.contextmanager
+def safe_path() -> Iterator[None]:
+    """PYTHONSAFEPATH=1 for the Python processes started in the block (workers, trackers): they start
+    as `python -m`/`-c`, which would put their cwd first on sys.path before they take the driver's,
+    so a joblib.py there would shadow the installed one (Python >= 3.11). Restored afterwards: a
+    user's own later subprocesses keep their usual path."""
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
+
+
 def quiet_threads() -> None:
     """From now on, drop the tracebacks of background threads (loky's manager, the progress reader)
     that die in the teardown after an interrupt or a failure: they would bury the one line that matters."""
@@ -626,16 +662,19 @@ def run_grid(
     device = check_device(device) if backend == "dask" else resolve_device(device)
     spec = as_spec(spec, overrides, task)
     cores = os.cpu_count() or 1
-    the_task = spec.make_task(data_dir)
+    with task_errors(spec.task_class, "building the task and its default init in the driver"):
+        the_task = spec.make_task(data_dir)
+        w0 = default_init_norm(the_task)
     if data_dir and not the_task.reads_data_dir:
         print(printable(f"landscape: warning: --data-dir {data_dir} is ignored: task {spec.task} reads no data files"),
               file=sys.stderr)
     # A GPU: one worker feeding it big batches; on CPU all cores by default.
     jobs = jobs or (1 if device_kind(device) == "cuda" and backend == "loky" else cores)
     the_task.check_axis(spec.axis_values)
-    limits.check(spec, the_task, norm_values(spec, default_init_norm(the_task)))
+    limits.check(spec, the_task, norm_values(spec, w0))
     cube.check_replaceable(out, overwrite)
-    check_task_outputs(the_task, the_task.data(spec.axis_values[0]), spec.train.dtype)
+    with task_errors(spec.task_class, "evaluating its default init in the driver"):
+        check_task_outputs(the_task, the_task.data(spec.axis_values[0]), spec.train.dtype)
     check_writable(out)
     steps_of = schedules(spec, the_task)
 
@@ -644,6 +683,8 @@ def run_grid(
     with sigterm_stops(), cube_lock(out):
         executor = _Executor(backend, scheduler, jobs)
         try:
+            if executor.client is not None:
+                _check_workers_import(executor.client, _task_ref(spec))
             threads = 1 if backend == "dask" else threads or _env_threads() or max(1, cores // jobs)
             return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress,
                         accept_versions)
@@ -653,8 +694,8 @@ def run_grid(
 
 def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, threads: int, device: str,
          steps_of: Mapping[Any, np.ndarray], progress: bool, accept_versions: bool) -> RunSummary:
-    # With dask, the plan's job count is the cluster's: it decides batch sizes, so resumes reuse it.
-    plan = prepare_store(spec, task, out, overwrite, executor.workers, device, steps_of, accept_versions)
+    with task_errors(type(task), "probing whether its cells train batched, before the cube is made"):
+        plan = prepare_store(spec, task, out, overwrite, device, steps_of, accept_versions)
     stored = cube.open_cube(out)
     status, damage = cube.verify_cells(stored, out)  # status over spec.cell_dims, the store's dims
     for d in damage:  # a damaged cell is pending again: rewritten whole, with its batch-mates' help
@@ -671,7 +712,7 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     bar = Bar(budget, total, already_done, task.name, progress)
     channel = executor.channel(bar)
     calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.batching.batched, channel.report(),
-              device) for b in batches]
+              device, tuple(SEARCH_DIRS)) for b in batches]
     ran = 0
     try:
         for batch in executor.results(calls, functools.partial(cell_names, spec)):
@@ -688,7 +729,7 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     except KeyboardInterrupt as e:
         quiet_threads()
         raise Interrupted(out, total - len(pending), total, isinstance(e, Terminated)) from None
-    except (StoreError, ClusterLost) as e:
+    except (StoreError, ClusterLost, TaskError) as e:
         quiet_threads()
         raise type(e)(f"{e}; {total - len(pending)}/{total} cells are stored, rerun the same command to resume") from None
     finally:
@@ -714,6 +755,29 @@ def _task_ref(spec: Spec) -> str | type[Task]:
     if spec.task_class is None or ":" not in spec.task or importable(spec.task_class):
         return spec.task
     return spec.task_class
+
+
+def _check_workers_import(client: Any, ref: str | type[Task]) -> None:
+    """Refuse, before the cube exists, a dask cluster whose workers cannot import the task (a class
+    passed by value travels pickled, with nothing to import)."""
+    if not isinstance(ref, str):
+        return
+    errors = {address: e for address, e in client.run(_import_error, ref, tuple(SEARCH_DIRS)).items() if e}
+    if errors:
+        address = sorted(errors)[0]
+        more = f" (and {len(errors) - 1} more workers)" if len(errors) > 1 else ""
+        raise UserError(f"dask worker {address}{more} cannot import the task: {errors[address]}")
+
+
+def _import_error(ref: str, search: tuple[str, ...]) -> str | None:
+    """On a worker: why the task ``ref`` does not resolve there, or None."""
+    for directory in search:
+        search_beside(directory)
+    try:
+        resolve_task(ref)
+    except UserError as e:
+        return str(e)
+    return None
 
 
 def _env_threads() -> int:

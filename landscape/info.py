@@ -9,15 +9,16 @@ import xarray as xr
 
 from landscape.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
                                 is_loss, lu_mismatch, metric_of, over_representation, seed_summary)
+from landscape.dichotomy import TRANSITION, cube_transition
 from landscape.errors import printable
-from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values
+from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
 
 
 def describe(ds: xr.Dataset) -> str:
     status = ds["status"].values
     done, diverged = int((status == STATUS_DONE).sum()), int((status == STATUS_DIVERGED).sum())
     lines = [
-        f"task:        {ds.attrs['task']}",
+        f"task:        {ds.attrs['task']}" + (f"   ({ref})" if (ref := task_ref(ds.attrs)) != ds.attrs["task"] else ""),
         f"data source: {ds.attrs['data_source']}",
         "dims:        " + ", ".join(f"{d}={n}" for d, n in ds.sizes.items()),
         f"w0:          {ds.attrs['w0']:.4g}   (alpha = w / w0)",
@@ -45,9 +46,14 @@ def _dynamics_table(ds: xr.Dataset) -> list[str]:
     level = json.loads(ds.attrs["spec"])["eval"]["level"]
     metric = metric_of(ds)
     dims = [d for d in ds["status"].dims if d != "w"]
-    final = [(name, max(8, len(name))) for name in ("t_fit", "t_gen", f"train_{metric}", f"test_{metric}", "norm")]
+    transition = cube_transition(ds)
+    if transition is not None:
+        ds = ds.assign({TRANSITION: transition})
+    times = ("t_fit", "t_gen", *([TRANSITION] if transition is not None else []))
+    final = [(name, max(8, len(name))) for name in (*times, f"train_{metric}", f"test_{metric}", "norm")]
     header = f"  {'alpha':>7}  " + "  ".join(f"{d:>7}" for d in dims)
     lines = ["", f"runs (t_fit / t_gen: first eval step with train / test accuracy >= {level:g}; '-' = never):",
+             *([f"{TRANSITION}: {transition.attrs['definition']}"] if transition is not None else []),
              header + "  " + "  ".join(f"{name:>{width}}" for name, width in final) + "  status"]
     for index in np.ndindex(ds["status"].shape):
         cell = ds.isel(dict(zip(ds["status"].dims, index)))
@@ -62,8 +68,11 @@ _STATUS = {0: "pending", STATUS_DONE: "done", STATUS_DIVERGED: "diverged"}
 
 
 def _fmt(value: xr.DataArray, width: int) -> str:
+    """Four digits, but a whole number (a step) in full: 17132, not 1.713e+04."""
     v = float(value)
-    return f"{'-':>{width}}" if np.isnan(v) else f"{v:{width}.4g}"
+    if np.isnan(v):
+        return f"{'-':>{width}}"
+    return f"{int(v):{width}d}" if v.is_integer() and abs(v) < 1e9 else f"{v:{width}.4g}"
 
 
 def _landscape_tables(ds: xr.Dataset) -> list[str]:

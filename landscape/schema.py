@@ -16,7 +16,7 @@ def fixed_values(attrs: dict) -> dict:
 
 
 #: Version of the cube layout this code writes. Cubes without ``schema_version`` are version 1
-#: (written before the cube said what it is); readers keep opening them through ``legacy_*`` below.
+#: (written before the cube said what it is); the readers below keep reading them by the old rules.
 SCHEMA_VERSION = 2
 #: What a cube holds (attr ``kind``): a reduced landscape is read through its shape over w, a
 #: dynamics cube through its curves and t_fit / t_gen.
@@ -57,3 +57,9 @@ def reference_predictors(attrs: dict, variables: set[str]) -> tuple[str, ...]:
     if schema_version(attrs) >= 2:
         return tuple(attrs.get("reference_predictors", ()))
     return ("kernel", "rich") if {"cos_kernel_curve", "cos_rich_curve"} <= variables else ()
+
+
+def task_ref(attrs: dict) -> object:
+    """The registered name or import path a cube's task was resolved from: attr ``task_ref``
+    (``task`` is the task's own name), or ``task`` in cubes made before task_ref existed."""
+    return attrs.get("task_ref", attrs.get("task"))

@@ -22,7 +22,7 @@ from landscape.safeio import NotReadable, read_bounded
 from landscape.schema import KIND_DYNAMICS, KIND_LANDSCAPE
 from landscape.tasks import Task, make_task
 from landscape.tasks.base import SEED_LIMIT, check_finite, parse_options
-from landscape.tasks.registry import reference, resolve_task
+from landscape.tasks.registry import reference, resolve_task, search_beside
 
 #: Most cells of one grid. Each cell owns one chunk file per variable (~20), so 10^5 cells make a
 #: cube of ~2 million files, which reading back for verification or a plot already takes minutes.
@@ -179,6 +179,7 @@ SPEC_LIMIT = 1 << 20
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    search_beside(str(path.parent))  # a module beside the spec is found by "module:Class"
     try:
         text = read_bounded(path, SPEC_LIMIT, regular_only=False).decode("utf-8-sig")
     except FileNotFoundError:

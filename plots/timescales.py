@@ -7,6 +7,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from landscape.dichotomy import TRANSITION
 from landscape.dynamics import loglog_slope
 from landscape.errors import UserError
 from landscape.schema import STATUS_DIVERGED
@@ -15,6 +16,13 @@ from plots.style import (PALETTE, add_legend, axis_label, collapse_status, ident
                          missing_point_handles, new_figure, set_title, styled)
 
 _TIMES = (("t_fit", "--", "s", r"$t_{fit}$"), ("t_gen", "-", "o", r"$t_{gen}$"))
+#: A Dichotomy cube's measured transition (landscape.dichotomy): drawn too, and the time the slope is fitted to.
+_TRANSITION = (TRANSITION, "-.", "D", r"$t_{trans}$")
+
+
+def _series(cube: xr.Dataset) -> tuple[tuple[str, str, str, str], ...]:
+    """The times drawn, and last the one whose slope the legend gives (t_transition where the cube has it)."""
+    return _TIMES + ((_TRANSITION,) if TRANSITION in cube else ())
 
 
 def _times(cube: xr.Dataset, name: str) -> xr.DataArray:
@@ -32,16 +40,19 @@ def times_figure(cube: xr.Dataset, dim: str) -> Figure:
     fig, (ax,) = new_figure(1, panel_width=6.0, height=4.8)
     handles = []
     marked: set[int] = set()
+    series = _series(cube)
+    slope_of = series[-1][0]
     for at, color in zip(run_selections(cube, exclude=(dim,)), PALETTE):
-        for name, ls, marker, _ in _TIMES:
+        for name, ls, marker, _ in series:
             t = _times(cube, name).sel(at).values
             ax.plot(x, t, ls=ls, marker=marker, color=color)
         marked |= mark_missing_points(ax, x, collapse_status(cube["status"].sel(at), keep=dim), color)
-        label = f"{run_label(cube, at)}: {_slope_note(x, _times(cube, 't_gen').sel(at).values, cube['status'].sel(at))}"
+        note = _slope_note(x, _times(cube, slope_of).sel(at).values, cube['status'].sel(at), slope_of)
+        label = f"{run_label(cube, at)}: {note}"
         handles.append(Line2D([], [], color=color, marker="o", label=label))
     if dim == "wd":
         positive = x[x > 0]
-        t_all = _times(cube, "t_gen").values
+        t_all = _times(cube, slope_of).values
         if positive.size and np.isfinite(t_all).any():
             anchor_x = np.sqrt(positive.min() * positive.max())
             anchor_t = np.exp(np.nanmean(np.log(t_all[np.isfinite(t_all) & (t_all > 0)])))
@@ -50,10 +61,10 @@ def times_figure(cube: xr.Dataset, dim: str) -> Figure:
         ax.set_xlabel(r"weight decay $\gamma$")
     else:
         ax.set_xlabel(axis_label(cube))
-    handles += [Line2D([], [], color="0.3", ls=ls, marker=m, label=lab) for _, ls, m, lab in _TIMES]
+    handles += [Line2D([], [], color="0.3", ls=ls, marker=m, label=lab) for _, ls, m, lab in series]
     handles += missing_point_handles(marked)
     ax.set_xscale("log")
-    t_both = np.concatenate([_times(cube, name).values.ravel() for name, *_ in _TIMES])
+    t_both = np.concatenate([_times(cube, name).values.ravel() for name, *_ in series])
     if (t_both > 0).any():  # a log axis with no data cannot place its ticks
         ax.set_yscale("log", nonpositive="mask")
     else:
@@ -65,15 +76,15 @@ def times_figure(cube: xr.Dataset, dim: str) -> Figure:
     return fig
 
 
-def _slope_note(x: np.ndarray, t_gen: np.ndarray, status: xr.DataArray) -> str:
-    """The log-log slope of one run's t_gen, or why there is none."""
+def _slope_note(x: np.ndarray, t_gen: np.ndarray, status: xr.DataArray, name: str = "t_gen") -> str:
+    """The log-log slope of one run's t_gen (or ``name``), or why there is none."""
     slope, _ = loglog_slope(x, t_gen)
     if np.isfinite(slope):
         return f"slope {slope:.2f}"
     if (status == STATUS_DIVERGED).all():
         return "diverged"
     reached = int(np.isfinite(t_gen).sum())
-    return f"t_gen reached at {reached} of {x.size}, too few for a slope" if reached else "t_gen never reached"
+    return f"{name} reached at {reached} of {x.size}, too few for a slope" if reached else f"{name} never reached"
 
 
 @styled

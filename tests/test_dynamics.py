@@ -161,7 +161,7 @@ def test_prediction_needs_matching_task(dynamics_cube, landscape_cube, tmp_path,
     land = xr.open_zarr(landscape_cube).compute()
     for var in land.variables.values():
         var.encoding = {}
-    land.attrs["task"] = "mnist"
+    land.attrs["task"] = land.attrs["task_ref"] = "mnist"
     other = tmp_path / "other.zarr"
     land.to_zarr(other, zarr_format=2, consolidated=True)  # as the engine writes cubes
     assert main(["plot", str(dynamics_cube), "--out", str(tmp_path / "f"), "--landscape", str(other)]) == 2

@@ -21,8 +21,8 @@ import xarray as xr
 
 from landscape import Split, Task
 from landscape.cli import main
-from landscape.errors import UserError
-from landscape.grid import WorkerFailed, run_grid
+from landscape.errors import TaskError, UserError
+from landscape.grid import run_grid
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task
 from landscape.train import train_cell, train_cells
@@ -31,24 +31,26 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "reference" / "digests.json"
 #: Per-run variables that are not results: wall time and the write checksums.
 SKIPPED = ("seconds", "checksum")
-#: Reduced versions of shipped specs, each a few seconds on one core. Batches form (--jobs 1: up to
-#: half the cells in one cell batch), so both backends run; cells stop early in teacher-student.
+#: Reduced versions of shipped specs, each a few seconds on one core. Cell batches of 2-3 form (16-18
+#: cells; the plan cuts a grid into about 8 cell batches), so both backends run; cells stop early in
+#: teacher-student. Recorded before the loop was unified (commit 37566b2) and again, from the one
+#: loop, when the plan stopped depending on --jobs (which regrouped the cells).
 CASES: dict[str, list[str]] = {
-    "teacher-student": ["grids/teacher-student.toml", "--set", "axes.alpha={ logspace = [-1, 1, 3] }",
-                        "--set", "axes.N=[25, 50]", "--set", "train.steps=300", "--set", "eval.every=50",
+    "teacher-student": ["grids/teacher-student.toml", "--set", "axes.alpha={ logspace = [-1, 1, 4] }",
+                        "--set", "axes.N=[25, 50, 75, 100]", "--set", "train.steps=300", "--set", "eval.every=50",
                         "--set", "train.stop_window=2", "--set", "train.stop_rtol=0.5"],
-    "toy-addition": ["grids/toy-addition.toml", "--set", "axes.alpha=[0.5, 2.0, 8.0]", "--set", "axes.m=[0.0, 0.1]",
+    "toy-addition": ["grids/toy-addition.toml", "--set", "axes.alpha=[0.5, 2.0, 8.0]", "--set", "axes.m=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5]",
                      "--set", "train.steps=200", "--set", "train.lr_decay_every=80", "--set", "eval.every=50"],
     "modular-addition": ["grids/modular-addition.toml", "--set", "task_options.p=7", "--set", "task_options.d_model=16",
                          "--set", "task_options.n_heads=2", "--set", "task_options.d_head=8",
-                         "--set", "task_options.d_mlp=32", "--set", "axes.alpha=[0.63, 1.6]",
-                         "--set", "axes.N=[20, 35]", "--set", "train.steps=40", "--set", "eval.every=10"],
-    "digits-cnn": ["examples/digits_cnn/digits_cnn.toml", "--set", "axes.alpha=[0.3, 1.0, 3.0]",
-                   "--set", "axes.N=[50, 200]", "--set", "train.steps=60", "--set", "eval.every=20",
+                         "--set", "task_options.d_mlp=32", "--set", "axes.alpha=[0.4, 0.63, 1.0, 1.6]",
+                         "--set", "axes.N=[20, 25, 30, 35]", "--set", "train.steps=40", "--set", "eval.every=10"],
+    "digits-cnn": ["examples/digits_cnn/digits_cnn.toml", "--set", "axes.alpha=[0.3, 0.6, 1.0, 3.0]",
+                   "--set", "axes.N=[50, 100, 150, 200]", "--set", "train.steps=60", "--set", "eval.every=20",
                    "--set", "task_options.channels=4"],
     "modular-mlp-per-cell": ["grids/modular-mlp.toml", "--set", "task_options.p=7", "--set", "task_options.width=32",
-                             "--set", "axes.N=[39]", "--set", "train.steps=300", "--set", "eval.points=12",
-                             "--set", "train.max_batch_cells=1"],
+                             "--set", "axes.N=[39]", "--set", "axes.seed=[0, 1, 2]", "--set", "train.steps=300",
+                             "--set", "eval.points=12", "--set", "train.max_batch_cells=1"],
 }
 RUN = ["--jobs", "1", "--threads", "1", "--quiet"]
 
@@ -232,11 +234,11 @@ class _ToCuda(torch.nn.Module):
 def test_a_task_failing_on_its_device_names_task_cell_and_device(tmp_path):
     spec = {"task": "cuda-only", "axes": {"alpha": [1.0], "N": [20], "seed": [0]},
             "train": {"optimizer": "sgd", "lr": 0.1, "steps": 4, "max_batch_cells": 1}, "eval": {"every": 2}}
-    with pytest.raises(WorkerFailed) as failure:  # a worker failure (exit 1), finished cells kept
+    with pytest.raises(TaskError) as failure:  # the task's own error: exit 2, finished cells kept
         run_grid(spec, tmp_path / "c.zarr", task=CudaOnlyTask, jobs=1, device="cpu", progress=False)
     message = str(failure.value)
-    assert "\n" not in message and message.startswith("task 'cuda-only' failed on cell (w=")
-    assert "N=20, seed=0) on device cpu: " in message and "CUDA" in message
+    assert "\n" not in message and message.startswith("task 'cuda-only' raised ")
+    assert "training cell (w=" in message and "N=20, seed=0) on cpu" in message and "CUDA" in message
     assert "0/1 cells are stored, rerun the same command to resume" in message
 
 

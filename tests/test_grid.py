@@ -96,7 +96,9 @@ def test_interrupted_grid_resumes_without_recomputing(tiny_spec, tmp_path, sig):
 def test_resumed_grid_equals_an_uninterrupted_one(tiny_spec, tmp_path):
     """Batched cells keep their batch-mates across a resume, so every value is bit for bit the same."""
     whole, resumed = tmp_path / "whole.zarr", tmp_path / "resumed.zarr"
-    args = ["--jobs", "1", "--quiet", "--set", "train.max_batch_cells=2"]
+    # 16 cells: the plan (cells / PLAN_BATCHES, capped) cuts batches of two.
+    args = ["--jobs", "1", "--quiet", "--set", "train.max_batch_cells=2",
+            "--set", "axes.alpha=[0.5, 1.0, 2.0, 4.0]", "--set", "axes.N=[20, 40, 60, 80]"]
     assert run_cli("grid", tiny_spec, "--out", whole, *args) == 0
     env = {**os.environ, grid.STOP_AFTER_ENV: "3"}  # mid-way through the second batch of two
     cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(resumed), *args]

@@ -123,7 +123,9 @@ def test_paired_comparison_catches_a_biased_stopping_rule(tiny_spec, tmp_path):
     a, b = xr.open_zarr(eager), xr.open_zarr(off)
     assert int(a["steps"].sum()) < int(b["steps"].sum())
     biased = paired_comparison(a, b, "test_loss")
-    assert biased["cells"] == 12 and biased["lower"] == 0 and biased["p_value"] < 0.05, biased
+    # A cell that runs its whole budget in both cubes may differ by float32 rounding (~1e-8): in
+    # the eager cube its batch-mate left the batch early. The sign test still catches the rule.
+    assert biased["cells"] == 12 and biased["lower"] <= 1 and biased["higher"] >= 9 and biased["p_value"] < 0.05, biased
     same = paired_comparison(b, b, "test_loss")
     assert same["higher"] == same["lower"] == 0 and same["p_value"] == 1.0
     assert load_spec("grids/mnist.toml").train.stop_window == 0  # the default landscape is the fixed budget

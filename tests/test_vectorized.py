@@ -122,10 +122,10 @@ def test_plan_batches_groups_configs_and_caps_size(tiny_spec):
         assert values == sorted(values)  # ordered by the task's axis: few data sets per batch
     assert grid.plan_batches(spec, cells, 1, False, steps_of) == [[c] for c in cells]
     batched = Batching(True, "probe")
-    assert grid.batch_cells(spec, batched, len(cells), 2, "cpu") == min(grid.AUTO_BATCH_CELLS["cpu"], 6)
-    capped = dataclasses.replace(spec, train=dataclasses.replace(spec.train, max_batch_cells=3))
-    assert grid.batch_cells(capped, batched, len(cells), 2, "cpu") == 3
-    assert grid.batch_cells(spec, Batching(False, "no"), len(cells), 2, "cpu") == 1
+    assert grid.batch_cells(spec, batched, len(cells), "cpu") == min(grid.AUTO_BATCH_CELLS["cpu"], 3)
+    capped = dataclasses.replace(spec, train=dataclasses.replace(spec.train, max_batch_cells=2))
+    assert grid.batch_cells(capped, batched, len(cells), "cpu") == 2
+    assert grid.batch_cells(spec, Batching(False, "no"), len(cells), "cpu") == 1
 
 
 def test_random_models_batch_one_seed_at_a_time(tiny_spec):

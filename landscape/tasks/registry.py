@@ -81,6 +81,18 @@ def reference(cls: type[Task]) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def same_class(stored_ref: str, stored_name: str | None, cls: type[Task]) -> bool:
+    """Whether a cube made from the task reference ``stored_ref`` (and task name ``stored_name``,
+    None for cubes made before it was stored) was made by ``cls``, without importing anything a cube
+    names: the same reference, or one side run as a script (``__main__:X``) and the other imported by
+    its module path, with the same class name and task name."""
+    if stored_ref == reference(cls):
+        return True
+    module, _, qualname = stored_ref.partition(":")
+    return ("__main__" in (module, cls.__module__) and qualname == cls.__qualname__
+            and stored_name in (None, cls.name))
+
+
 def _entry_point_class(name: str) -> Any:
     entry = entry_point_tasks().get(name)
     try:
@@ -107,7 +119,14 @@ def _import_class(path: str) -> Any:
     _extend_sys_path()
     try:
         module = importlib.import_module(module_name)
-    except Exception as e:  # ImportError, or whatever the module raises while importing
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise UserError(f"task {path!r}: cannot import module {module_name!r} (ModuleNotFoundError: {e})") from None
+        where = ", ".join(["the installed packages", *dict.fromkeys([os.getcwd(), *SEARCH_DIRS])])
+        raise UserError(f"task {path!r}: no module {e.name!r} in {where}; put {e.name.replace('.', '/')}.py "
+                        "beside the spec file or in the working directory, or make it importable "
+                        "(pip install -e it, or add its directory to PYTHONPATH)") from None
+    except Exception as e:  # whatever the module raises while importing
         raise UserError(f"task {path!r}: cannot import module {module_name!r} ({type(e).__name__}: {e})") from None
     obj: Any = module
     for part in qualname.split("."):
@@ -117,12 +136,25 @@ def _import_class(path: str) -> Any:
     return obj
 
 
+#: Directories of the spec files read in this process (landscape.spec.read_spec_file), where
+#: ``module:Class`` also looks for its module; workers get them with their batches.
+SEARCH_DIRS: list[str] = []
+
+
+def search_beside(directory: str) -> None:
+    """Look for outside tasks' modules in ``directory`` too (after everything else)."""
+    directory = os.path.abspath(directory)
+    if directory not in SEARCH_DIRS:
+        SEARCH_DIRS.append(directory)
+
+
 def _extend_sys_path() -> None:
-    """Let ``module:Class`` paths resolve from the working directory, as ``python -m`` does; the
-    console script and pool workers do not have it on sys.path."""
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+    """Let ``module:Class`` paths resolve from the working directory and the spec files'
+    directories, as ``python -m`` does from the cwd; the console script and pool workers do not
+    have them on sys.path. They go last, so that a ``joblib.py`` there never shadows an installed module."""
+    for directory in (os.getcwd(), *SEARCH_DIRS):
+        if directory not in sys.path:
+            sys.path.append(directory)
 
 
 @functools.lru_cache(maxsize=None)
