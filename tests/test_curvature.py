@@ -3,6 +3,8 @@ Hessian from torch.autograd.functional.hessian (projected by hand for the reduce
 and PyHessian's Lanczos (its `density`) written out from its published source."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -229,3 +231,16 @@ def test_against_pyhessian_on_an_mnist_cell(tmp_path):
     samples = np.array(theirs.trace(maxIter=30, tol=0.0))
     their_se = samples.std(ddof=1) / np.sqrt(len(samples))
     assert abs(ours_trace.estimate - samples.mean()) <= 3 * np.hypot(ours_trace.stderr, their_se)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_same_as_cpu(setup):
+    model, loss, theta, _, _ = setup
+    x, y = loss.x, loss.y
+    on_gpu = FlatLoss(copy.deepcopy(model).cuda(), x.cuda(), y.cuda(), F.mse_loss, chunk=16)
+    for make in (ambient, reduced):
+        cpu = top_eigenvalues(make(loss, theta), k=2, seed=3)
+        gpu = top_eigenvalues(make(on_gpu, theta.cuda()), k=2, seed=3)
+        assert gpu.values.device.type == "cuda" and torch.allclose(gpu.values.cpu(), cpu.values, rtol=1e-8)
+    assert trace(ambient(on_gpu, theta.cuda()), 10, seed=1).estimate == pytest.approx(
+        trace(ambient(loss, theta), 10, seed=1).estimate, rel=1e-8)

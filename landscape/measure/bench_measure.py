@@ -1,7 +1,11 @@
-"""Bench: a 21x21 filter-normalized 2-D slice by this engine against loss-landscapes'
-one-point-at-a-time evaluation, same model, data and directions, 1 thread, per CPU second.
+"""Benches of landscape.measure against its peers, 1 thread, per CPU second, same model and data:
 
-Run as ``python -m landscape.measure.bench_slices``; ``make bench`` can call :func:`bench_slice`.
+- :func:`bench_slice`: a 21x21 filter-normalized 2-D slice against loss-landscapes'
+  one-point-at-a-time evaluation, fed the same directions;
+- :func:`bench_top_eigenvalue`: lambda_max to within 1e-3 relative of a converged value, against
+  PyHessian's ``eigenvalues(top_n=1)`` at its defaults.
+
+Run as ``python -m landscape.measure.bench_measure``; ``make bench`` can call the functions.
 The baseline is ``loss_landscapes.planar_interpolation`` when that package is installed (extra
 ``measure-test``), else its loop as published: the parameters moved in place by one step along a
 direction, one forward pass over all samples per point. Inputs are random: the cost of a slice
@@ -92,6 +96,57 @@ def bench_slice(widths: tuple[int, ...] = (784, 200, 200, 10), samples: int = 20
             "ratio": base_s / engine_s}
 
 
+def bench_top_eigenvalue(widths: tuple[int, ...] = (784, 200, 200, 10), samples: int = 2000,
+                         seed: int = 0, target: float = 1e-3) -> dict[str, float | str]:
+    """CPU seconds to lambda_max of the train-loss Hessian within ``target`` relative of a converged
+    value (Lanczos to ``tol=1e-10`` from another start): by Lanczos, and by PyHessian's power
+    iteration (when installed) at its defaults and then with its ``tol`` cut tenfold until it meets
+    the target (its defaults stop on a relative change of 1e-3 between iterations, which is not an
+    error of 1e-3)."""
+    from landscape.measure.functional import FlatLoss
+    from landscape.measure.hessian import ambient, top_eigenvalues
+    with threadpool_limits(1):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            torch.manual_seed(seed)
+            model = mlp(widths, nn.ReLU).eval()
+            x = torch.randn(samples, widths[0])
+            y = one_hot(torch.randint(0, widths[-1], (samples,)), widths[-1])
+            theta = flat_params(model)
+            exact = float(top_eigenvalues(ambient(FlatLoss(model, x, y, F.mse_loss), theta), 1, 300, 1e-10,
+                                          seed + 1).values[0])
+
+            def rel_err(value: float) -> float:
+                return abs(value - exact) / abs(exact)
+
+            engine_s, eig = _cpu_seconds(
+                lambda: top_eigenvalues(ambient(FlatLoss(model, x, y, F.mse_loss), theta), 1, 100, target, seed))
+            out: dict[str, float | str] = {"model": "-".join(map(str, widths)), "samples": samples,
+                                           "engine_cpu_s": engine_s, "engine_iterations": eig.iterations,
+                                           "engine_rel_err": rel_err(float(eig.values[0]))}
+            try:
+                from pyhessian import hessian
+            except ImportError:
+                return out
+            tol = 1e-3
+            while True:
+                torch.manual_seed(seed)
+                base_s, (top, _) = _cpu_seconds(
+                    lambda: hessian(model, F.mse_loss, data=(x, y), cuda=False).eigenvalues(tol=tol))
+                if tol == 1e-3:
+                    out.update(pyhessian_defaults_cpu_s=base_s, pyhessian_defaults_rel_err=rel_err(top[0]))
+                if rel_err(top[0]) <= target or tol < 1e-7:
+                    break
+                tol /= 10
+            out.update(pyhessian_tol=tol, pyhessian_cpu_s=base_s, pyhessian_rel_err=rel_err(top[0]),
+                       ratio=base_s / engine_s)
+            return out
+        finally:
+            torch.set_num_threads(threads)
+
+
 if __name__ == "__main__":
     for widths, act in (((784, 200, 200, 10), nn.ReLU), ((5, 100, 100, 5), nn.Tanh)):
         print(bench_slice(widths, activation=act))
+    print(bench_top_eigenvalue())
