@@ -113,9 +113,9 @@ def _head_outputs(model: nn.Sequential, layouts: tuple[Layout, Layout], basis: t
 
 
 class _Loaded:
-    """A private copy of a module whose trainable parameters are overwritten in place at each point:
-    a tenth of ``functional_call``'s cost per call (which swaps every tensor in and out), and that
-    cost is most of the fast path's Python time (measured, MNIST MLP)."""
+    """A private copy of a module whose trainable parameters are overwritten in place at each point,
+    as the one-point-at-a-time tools do: less Python per call than ``functional_call``, which swaps
+    every tensor in and back out; the caller's model is never touched."""
 
     def __init__(self, module: nn.Module, layout: Layout):
         self.module = copy.deepcopy(module)
@@ -131,7 +131,7 @@ class _Loaded:
 def _preds_linear_head(rest: _Loaded, head: Layout, basis: torch.Tensor, coeffs: torch.Tensor,
                        heads: torch.Tensor) -> torch.Tensor:
     # Point by point, plain matmuls beat vmap's batched ones (measured: 2x at 500 samples, 1
-    # thread), and each point's first-layer output is formed just before use, while in cache.
+    # thread); each point's first-layer output is formed just before use, so one is alive at a time.
     flat_heads = heads.reshape(len(heads), -1)
     return torch.stack([rest(flat, (c @ flat_heads).reshape(heads.shape[1:]))
                         for flat, c in zip(coeffs @ basis[:, head.dim:], coeffs)])
