@@ -101,6 +101,18 @@ def test_sphere_points_have_norm_w():
         assert torch.allclose(cos.reshape(9, 9)[:, 4], torch.cos(grid))
 
 
+def test_sphere_points_have_norm_w_in_float32_on_an_mnist_size_model():
+    from landscape.models.mlp import mlp
+    torch.manual_seed(0)
+    model = mlp((784, 200, 200, 10), nn.ReLU)
+    theta = flat_params(model)
+    mask = constrained_mask(model, None)
+    flat = plane(theta, sphere_directions(model, 1, mask), points=21, kind="sphere", mask=mask).flat()
+    w = torch.linalg.vector_norm(theta.double())
+    assert flat.dtype == torch.float32
+    assert ((torch.linalg.vector_norm(flat.double(), dim=1) - w).abs() <= 1e-6 * w).all()
+
+
 def test_directions_depend_only_on_the_slice_and_cell_seeds():
     a, _, _ = tiny(seed=0)
     b = copy.deepcopy(a)
