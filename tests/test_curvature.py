@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landscape.measure import (FlatLoss, adam_preconditioner, adam_threshold, ambient, constrained_mask,
-                               flat_params, preconditioned, reduced, sgd_threshold, spectral_density,
-                               top_eigenvalues, trace)
+from landscape.measure import (KINDS, Curvature, FlatLoss, adam_preconditioner, adam_sharpness, adam_threshold,
+                               ambient, constrained_mask, curvature, flat_params, preconditioned, reduced,
+                               sgd_threshold, spectral_density, top_eigenvalues, trace)
 from landscape.measure.hessian import _lanczos, _tridiagonal
 
 
@@ -180,7 +180,22 @@ def test_adam_preconditioned_sharpness(setup):
     want = np.linalg.eigvals((hess / diag[:, None]).numpy()).real.max()  # lambda_max(P^-1 H), not symmetrized
     got = top_eigenvalues(preconditioned(ambient(loss, theta), diag), k=1, seed=7).values[0]
     assert abs(float(got) - want) <= 1e-4 * abs(want)
+    assert abs(float(adam_sharpness(model, opt, x, y, F.mse_loss, seed=7).values[0]) - want) <= 1e-4 * abs(want)
     assert adam_threshold(0.01) == pytest.approx(3800.0) and sgd_threshold(0.01) == pytest.approx(200.0)
+
+
+def test_curvature_of_a_cell_reports_both_kinds(setup):
+    model, loss, theta, hess, g = setup
+    model.train()
+    got = curvature(model, loss.x, loss.y, F.mse_loss, None, seed=8, top=2, trace_probes=20, density_probes=2,
+                    density_steps=10)
+    assert set(got) == set(KINDS) and model.training
+    assert close(got["ambient"].eigen.values, torch.linalg.eigvalsh(hess).flip(0)[:2])
+    want = torch.linalg.eigvalsh(dense_reduced(hess, g, theta, torch.ones_like(theta))).flip(0)[:2]
+    assert close(got["reduced"].eigen.values, want)
+    assert got["reduced"].trace.probes == 20 and got["ambient"].density.nodes.shape == (2, 10)
+    off = curvature(model, loss.x, loss.y, F.mse_loss, None, seed=8, top=0)
+    assert off["ambient"] == Curvature(None, None, None)
 
 
 def test_bad_arguments_refused(setup):

@@ -145,7 +145,8 @@ def test_bad_slice_arguments_refused():
 
 
 def test_same_values_as_loss_landscapes_fed_the_same_directions():
-    loss_landscapes = pytest.importorskip("loss_landscapes", reason="loss-landscapes (extra measure-test) is not installed")
+    loss_landscapes = pytest.importorskip("loss_landscapes",
+                                          reason="loss-landscapes (extra measure-test) is not installed")
     from loss_landscapes.metrics import Loss
     model, _, _ = tiny()
     (x, y), _ = data(model)

@@ -1,6 +1,7 @@
 """Measurements of the landscape around a point: curvature (Hessian spectrum, ambient and reduced)
 and slices. Functions of a model, its data and the task's loss; the training loop's measurement
 hook calls them per cell. See the modules' docstrings for the conventions."""
+from landscape.measure.cell import KINDS, Curvature, adam_sharpness, curvature
 from landscape.measure.directions import direction_seed, directions, filter_directions, sphere_directions
 from landscape.measure.functional import FlatLoss, constrained_mask, flat_params, layout_of
 from landscape.measure.hessian import (Density, Eigen, Operator, Trace, adam_preconditioner, adam_threshold,
@@ -9,6 +10,7 @@ from landscape.measure.hessian import (Density, Eigen, Operator, Trace, adam_pre
 from landscape.measure.slices import Points, Slice, evaluate, interpolation, landscape_slice, line, plane
 
 __all__ = [
+    "KINDS", "Curvature", "adam_sharpness", "curvature",
     "Density", "Eigen", "FlatLoss", "Operator", "Points", "Slice", "Trace", "adam_preconditioner",
     "adam_threshold", "ambient", "constrained_mask", "direction_seed", "directions", "evaluate",
     "filter_directions", "flat_params", "interpolation", "landscape_slice", "layout_of", "line", "plane",
