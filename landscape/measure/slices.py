@@ -157,6 +157,8 @@ def evaluate(model: nn.Module, pts: Points, x: Any, y: torch.Tensor, loss: LossF
     the MNIST MLP, 1 thread).
     """
     layout = layout_of(model)
+    if not layout.dim:
+        raise ValueError("the model has no trainable parameters to slice along")
     layouts = _linear_head(model, layout) if isinstance(x, torch.Tensor) else None
     if method == "auto":
         method = "linear-head" if layouts is not None else "vmap"
