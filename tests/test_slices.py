@@ -139,7 +139,8 @@ def test_bad_slice_arguments_refused():
     model, _, _ = tiny()
     train, _ = data(model)
     for kwargs, message in (({"points": 0}, "points >= 1"), ({"span": -1.0}, "span >= 0"),
-                            ({"kind": "random"}, "unknown direction kind"), ({"dims": 3}, "1 or 2")):
+                            ({"kind": "random"}, "unknown direction kind"), ({"dims": 3}, "1 or 2"),
+                            ({"sample_chunk": 0}, "chunks must be positive"), ({"method": "fast"}, "not available")):
         with pytest.raises(ValueError, match=message):
             landscape_slice(model, train, None, F.mse_loss, classification_errors, seed=0, **kwargs)
 

@@ -159,13 +159,15 @@ def evaluate(model: nn.Module, pts: Points, x: Any, y: torch.Tensor, loss: LossF
     layout = layout_of(model)
     if not layout.dim:
         raise ValueError("the model has no trainable parameters to slice along")
+    if point_chunk < 1 or sample_chunk < 1:
+        raise ValueError(f"chunks must be positive, got point_chunk={point_chunk}, sample_chunk={sample_chunk}")
     layouts = _linear_head(model, layout) if isinstance(x, torch.Tensor) else None
     if method == "auto":
         method = "linear-head" if layouts is not None else "vmap"
     elif method not in PATHS or (method == "linear-head" and layouts is None):
         raise ValueError(f"method {method!r} is not available for this model (known: auto, {', '.join(PATHS)})")
     rest = _Loaded(model[1:], layouts[1]) if method == "linear-head" else None
-    looped = _Loaded(model, layout)
+    looped: _Loaded | None = None
     n = len(y)
     losses = torch.zeros(len(pts.coeffs), dtype=pts.coeffs.dtype, device=pts.coeffs.device)
     errs = torch.zeros_like(losses)
@@ -183,6 +185,7 @@ def evaluate(model: nn.Module, pts: Points, x: Any, y: torch.Tensor, loss: LossF
                 except RuntimeError:  # an op without a batching rule, data-dependent control flow
                     method = "loop"
             if method == "loop":
+                looped = looped or _Loaded(model, layout)
                 preds = torch.stack([looped(f, xs) for f in c @ pts.basis])
             losses[p0:p0 + len(c)] += weight * torch.stack([loss(pr, ys) for pr in preds])
             errs[p0:p0 + len(c)] += weight * torch.stack([errors(pr, ys).mean() for pr in preds])
