@@ -106,7 +106,7 @@ def test_orthograd_step_matches_the_formula():
 
 
 def test_orthograd_matches_pytorch_optimizer():
-    peer = pytest.importorskip("pytorch_optimizer", reason="peer tool: pip install '.[progress-test]'")
+    peer = pytest.importorskip("pytorch_optimizer", reason="peer tool: pip install '.[peers]'")
     ours, theirs = _mlp(), _mlp()
     opt_ours = OrthoGrad(torch.optim.AdamW(ours.parameters(), lr=1e-2, weight_decay=0.0), ours.parameters())
     opt_theirs = peer.OrthoGrad(torch.optim.AdamW(theirs.parameters(), lr=1e-2, weight_decay=0.0))
@@ -137,7 +137,7 @@ def test_grokfast_state_after_k_steps_is_the_recurrence():
 
 
 def test_grokfast_matches_pytorch_optimizer_gradfilter():
-    peer = pytest.importorskip("pytorch_optimizer.optimizer.grokfast", reason="peer tool: pip install '.[progress-test]'")
+    peer = pytest.importorskip("pytorch_optimizer.optimizer.grokfast", reason="peer tool: pip install '.[peers]'")
     ours, theirs = _mlp(), _mlp()
     opt_ours = Grokfast(torch.optim.Adam(ours.parameters(), lr=1e-2), ours.parameters())
     opt_theirs, grads = torch.optim.Adam(theirs.parameters(), lr=1e-2), None
