@@ -24,8 +24,8 @@ import numpy as np
 import xarray as xr
 
 from landscape.errors import UserError
-from landscape.schema import KIND_LANDSCAPE, ROLE_REPRESENTATION, axis_role, cube_kind
-from landscape.schema import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING  # noqa: F401 (re-exported)
+from landscape.cube.schema import KIND_LANDSCAPE, ROLE_REPRESENTATION, axis_role, cube_kind
+from landscape.cube.schema import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING  # noqa: F401 (re-exported)
 
 #: Test-error levels of the paper's thumb contours (Fig 3b).
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4)

@@ -28,29 +28,14 @@ import math
 import numpy as np
 import xarray as xr
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 
 from landscape.dynamics import loglog_slope
-from landscape.schema import STATUS_DONE, reference_predictors
+from landscape.cube.schema import STATUS_DONE, TRANSITION, TRANSITION_DEFINITION, reference_metric, reference_predictors
 
 #: Cube variables of a Dichotomy run: the cosine curves to the two references.
 COSINES = ("cos_kernel_curve", "cos_rich_curve")
 MEASURES = ("crossover", "jump")
-#: The cube variable of the measured transition (the metric jump), and what its attrs call it.
-TRANSITION = "t_transition"
-TRANSITION_DEFINITION = ("first eval step from which on the test metric stays nearer the rich reference's test level "
-                         "than the kernel reference's, after an eval nearer the kernel one (it crosses their midpoint "
-                         "for good): landscape.dichotomy.metric_jump; NaN: no such crossing")
-
-
-def reference_metric(values: Collection[str]) -> str | None:
-    """The test metric a run compares with its references' (``kernel_<metric>`` and ``rich_<metric>``
-    among a cube's or task's values): the loss for regression, the error for classification; None
-    without references."""
-    for metric in ("test_loss", "test_err"):
-        if f"kernel_{metric}" in values and f"rich_{metric}" in values:
-            return metric
-    return None
 
 
 def cell_transition(eval_steps: np.ndarray, curve: np.ndarray, values: Mapping[str, float], metric: str) -> float:

@@ -10,7 +10,7 @@ import xarray as xr
 
 from landscape.analysis import STATUS_DONE, critical_norm, goldilocks_zone, seed_summary
 from landscape.errors import UserError
-from landscape.schema import task_ref
+from landscape.cube.schema import task_ref
 
 #: Per-step multiplicative norm decay of each optimizer's weight-decay rule (with zero loss gradient).
 DECAY_RULES = ("adamw", "sgd")

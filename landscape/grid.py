@@ -40,7 +40,9 @@ from landscape.batching import Batching, decide
 from landscape.errors import StoreError, TaskError, UserError, first_line, printable, task_errors
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
-from landscape.schema import FIXED_PREFIX, SCHEMA_VERSION, STATUS_PENDING
+from landscape.cube.schema import CURVES, FIXED_PREFIX, SCHEMA_VERSION, STATUS_PENDING, TRANSITION, reference_metric
+from landscape.dichotomy import cell_transition
+from landscape.dynamics import first_reach
 from landscape.spec import Spec, TrainConfig, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
 from landscape.tasks.base import Split
@@ -720,7 +722,7 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
                 if cell.index not in pending:
                     continue  # a batch-mate written before: trained again only to keep the batch whole
                 with deferred_interrupt():  # a Ctrl-C held here is raised after the cell counts as stored
-                    cube.write_cell(out, spec.cell_dims, cell.index, result, evals, spec.eval.level)
+                    cube.write_cell(out, spec.cell_dims, cell.index, result, evals, cell_times(result, spec.eval.level))
                     pending.discard(cell.index)
                 ran += 1
                 bar.cell_written()
@@ -736,6 +738,18 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
         channel.close()
         bar.close()
     return RunSummary(total=total, already_done=already_done, ran=ran, repaired=len(damage))
+
+
+def cell_times(result: CellResult, level: float) -> dict[str, float]:
+    """A cell's t_fit and t_gen at accuracy ``level`` and, for a run with references, its t_transition:
+    by the readers' rules (``first_reach``, ``cell_transition``), measured here so the store need not know them."""
+    times = {f"t_{name}": first_reach(result.eval_steps, result.curves[CURVES.index(err)], level)
+             for name, err in (("fit", "train_err"), ("gen", "test_err"))}
+    metric = reference_metric(result.extra_values)
+    if metric:
+        times[TRANSITION] = cell_transition(result.eval_steps, result.curves[CURVES.index(metric)],
+                                            result.extra_values, metric)
+    return times
 
 
 def cell_names(spec: Spec, cells: list[Cell], most: int = 3) -> str:

@@ -9,9 +9,10 @@ import xarray as xr
 
 from landscape.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
                                 is_loss, lu_mismatch, metric_of, over_representation, seed_summary)
-from landscape.dichotomy import TRANSITION, cube_transition
+from landscape.cube.schema import TRANSITION
+from landscape.dichotomy import cube_transition
 from landscape.errors import printable
-from landscape.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
+from landscape.cube.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
 
 
 def describe(ds: xr.Dataset) -> str:

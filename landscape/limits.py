@@ -25,7 +25,7 @@ import torch
 
 from landscape.dtypes import torch_dtype
 from landscape.errors import UserError
-from landscape.schema import CURVES
+from landscape.cube.schema import CURVES
 from landscape.spec import EvalConfig, Spec, TrainConfig
 from landscape.tasks import Split, Task
 from landscape.train import EVAL_CHUNK, cell_steps, full_batch, steps_per_epoch

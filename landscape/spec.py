@@ -19,7 +19,7 @@ import numpy as np
 from landscape.dtypes import DTYPES
 from landscape.errors import UserError
 from landscape.safeio import NotReadable, read_bounded
-from landscape.schema import KIND_DYNAMICS, KIND_LANDSCAPE
+from landscape.cube.schema import KIND_DYNAMICS, KIND_LANDSCAPE
 from landscape.tasks import Task, make_task
 from landscape.tasks.base import SEED_LIMIT, check_finite, parse_options
 from landscape.tasks.registry import reference, resolve_task, search_beside
@@ -101,7 +101,7 @@ class Spec:
 
     @property
     def kind(self) -> str:
-        """What its cube is (landscape.schema.KINDS): a reduced landscape holds norm-constrained cells
+        """What its cube is (landscape.cube.schema.KINDS): a reduced landscape holds norm-constrained cells
         over several w, the task's axis and seeds only; anything else is a dynamics run."""
         landscape = self.train.constrain_norm and not self.train_axes and len(self.norm_values) >= 2
         return KIND_LANDSCAPE if landscape else KIND_DYNAMICS

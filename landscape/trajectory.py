@@ -29,7 +29,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 from landscape.analysis import average_seeds, done, over_representation
 from landscape.dynamics import loglog_slope
 from landscape.errors import UserError
-from landscape.schema import axis_role
+from landscape.cube.schema import axis_role
 
 #: The grid axis the flow moves along besides w: Eq. 6 trains the representation, not the data.
 AXIS = "m"

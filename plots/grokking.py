@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 
 from landscape.analysis import metric_of
 from landscape.errors import UserError
-from landscape.schema import STATUS_DIVERGED
+from landscape.cube.schema import STATUS_DIVERGED
 from plots.runs import run_label, run_selections, spec_of
 from plots.style import PALETTE, add_legend, set_title, styled
 

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 
 from landscape.analysis import done
 from landscape.errors import UserError
-from landscape.schema import fixed_values
+from landscape.cube.schema import fixed_values
 from landscape.trajectory import AXIS, ReducedLandscape, representation_maps
 from plots.style import (PALETTE, VERMILLION, W_LABEL, add_alpha_axis, add_legend, axis_label, log_edges,
                          mark_missing_cells, new_figure, save, set_title, styled)

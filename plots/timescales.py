@@ -7,10 +7,10 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from landscape.dichotomy import TRANSITION
+from landscape.cube.schema import TRANSITION
 from landscape.dynamics import loglog_slope
 from landscape.errors import UserError
-from landscape.schema import STATUS_DIVERGED
+from landscape.cube.schema import STATUS_DIVERGED
 from plots.runs import run_label, run_selections
 from plots.style import (PALETTE, add_legend, axis_label, collapse_status, identity_line, mark_missing_points,
                          missing_point_handles, new_figure, set_title, styled)

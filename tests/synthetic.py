@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from landscape.schema import STATUS_DIVERGED
+from landscape.cube.schema import STATUS_DIVERGED
 
 W0 = 2.0
 ALPHA = np.logspace(-1, 1, 9)  # log10 alpha steps of 0.25

@@ -12,7 +12,7 @@ from landscape.analysis import is_landscape, over_representation
 from landscape.cli import main
 from landscape.cube import open_cube
 from landscape.dichotomy import is_dichotomy
-from landscape.schema import KIND_DYNAMICS, KIND_LANDSCAPE, ROLE_REPRESENTATION, ROLE_SAMPLES, SCHEMA_VERSION
+from landscape.cube.schema import KIND_DYNAMICS, KIND_LANDSCAPE, ROLE_REPRESENTATION, ROLE_SAMPLES, SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: Written by the code of 2026-12-02 (schema 1: no schema_version, kind or axis_role attrs).

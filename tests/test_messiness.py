@@ -11,7 +11,7 @@ from landscape.errors import UserError
 from landscape.spec import TrainConfig, EvalConfig, load_spec
 from landscape.tasks import make_task
 from landscape.tasks.mnist_repr import TEMPLATE_VALUES
-from landscape.schema import CURVES
+from landscape.cube.schema import CURVES
 from landscape.train import make_optimizer, make_scheduler, train_cell, train_cells
 
 TOY = """

@@ -14,7 +14,7 @@ from landscape.norm import global_norm
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task
 from landscape.theory import kernel_interpolant, relu_kernel
-from landscape.schema import CURVES
+from landscape.cube.schema import CURVES
 from landscape.train import train_cell, train_cells
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -192,7 +192,7 @@ def imported_modules(path: Path) -> set[str]:
 MINE = ["plots/__init__.py", "plots/style.py", "plots/lu.py", "plots/thumb.py", "plots/goldilocks.py",
         "plots/render.py", "landscape/analysis.py", "plots/messiness.py", "landscape/trajectory.py"]
 #: The torch-free landscape modules plots may use (each is checked here or in its own tests).
-TORCH_FREE = ("landscape.analysis", "landscape.errors", "landscape.schema", "landscape.dynamics",
+TORCH_FREE = ("landscape.analysis", "landscape.errors", "landscape.cube.schema", "landscape.dynamics",
               "landscape.trajectory", "landscape.dichotomy")
 
 

@@ -261,7 +261,8 @@ def _info_column(text: str, column: str) -> list[float]:
 @pytest.mark.parametrize("name", sorted(REDUCED_DICHOTOMY))
 def test_info_reports_the_transition_the_figures_draw(name, tmp_path, capsys):
     from landscape.cli import main
-    from landscape.dichotomy import TRANSITION, TRANSITION_DEFINITION, transitions
+    from landscape.cube.schema import TRANSITION, TRANSITION_DEFINITION
+    from landscape.dichotomy import transitions
 
     out = tmp_path / "d.zarr"
     sets = [a for item in REDUCED_DICHOTOMY[name] for a in ("--set", item)]

@@ -6,7 +6,7 @@ import xarray as xr
 from landscape.cli import main
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task
-from landscape.schema import CURVES, STATUS_DONE
+from landscape.cube.schema import CURVES, STATUS_DONE
 from landscape.train import converged, eval_steps, train_cell, train_cells
 from tests.test_cli_errors import expect_bad_input
 

@@ -9,7 +9,7 @@ from landscape import grid
 from landscape.batching import Batching
 from landscape.spec import EvalConfig, TrainConfig, load_spec
 from landscape.tasks import make_task
-from landscape.schema import CURVES, STATUS_DIVERGED, STATUS_DONE
+from landscape.cube.schema import CURVES, STATUS_DIVERGED, STATUS_DONE
 from landscape.train import BatchOrder, minibatches, train_cell, train_cells
 
 TRAIN_LOSS, TEST_LOSS, NORM = CURVES.index("train_loss"), CURVES.index("test_loss"), CURVES.index("norm")

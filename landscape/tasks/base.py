@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from landscape.errors import UserError
-from landscape.schema import ROLE_SAMPLES
+from landscape.cube.schema import ROLE_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Task(ABC):
     #: Name of the task's own grid axis (the cube dimension next to ``w``), e.g. ``"N"``.
     axis: ClassVar[str] = "N"
     axis_long_name: ClassVar[str] = "training-set size"
-    #: What the axis is (landscape.schema.AXIS_ROLES): "samples", a training-set size whose thumb tip
+    #: What the axis is (landscape.cube.schema.AXIS_ROLES): "samples", a training-set size whose thumb tip
     #: is a critical data size, or "representation", a parameter of the inputs such as messiness m.
     axis_role: ClassVar[str] = ROLE_SAMPLES
     #: Reference predictors the task compares every run with, each recorded as the extra curve

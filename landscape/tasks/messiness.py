@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 
 from landscape.errors import UserError
-from landscape.schema import ROLE_REPRESENTATION
+from landscape.cube.schema import ROLE_REPRESENTATION
 
 
 class MessinessAxis:

@@ -18,7 +18,7 @@ from typing import Any
 
 from landscape.analysis import checked_levels
 from landscape.errors import UserError
-from landscape.schema import AXIS_ROLES
+from landscape.cube.schema import AXIS_ROLES
 from landscape.tasks.base import Task
 
 #: Entry-point group through which installed packages register task names.

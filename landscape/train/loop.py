@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
-from landscape.schema import CURVES, STATUS_DIVERGED, STATUS_DONE
+from landscape.cube.schema import CURVES, STATUS_DIVERGED, STATUS_DONE
 from landscape.spec import TrainConfig
 from landscape.tasks.base import Split, Task
 

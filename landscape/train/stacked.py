@@ -37,7 +37,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from landscape.dtypes import cast, torch_dtype
-from landscape.schema import CURVES
+from landscape.cube.schema import CURVES
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 from landscape.train.checks import check_outputs

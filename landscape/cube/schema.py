@@ -1,4 +1,7 @@
 """Names and codes of the cube that both the engine and the torch-free readers (analysis, plots) use."""
+from __future__ import annotations
+
+from collections.abc import Collection
 
 #: Final-value variables of every cube; each also has a ``<name>_curve`` over ``step``.
 METRICS = ("train_loss", "test_loss", "train_err", "test_err")
@@ -63,3 +66,20 @@ def task_ref(attrs: dict) -> object:
     """The registered name or import path a cube's task was resolved from: attr ``task_ref``
     (``task`` is the task's own name), or ``task`` in cubes made before task_ref existed."""
     return attrs.get("task_ref", attrs.get("task"))
+
+
+#: The cube variable of the measured transition (the metric jump), and what its attrs call it.
+TRANSITION = "t_transition"
+TRANSITION_DEFINITION = ("first eval step from which on the test metric stays nearer the rich reference's test level "
+                         "than the kernel reference's, after an eval nearer the kernel one (it crosses their midpoint "
+                         "for good): landscape.dichotomy.metric_jump; NaN: no such crossing")
+
+
+def reference_metric(values: Collection[str]) -> str | None:
+    """The test metric a run compares with its references' (``kernel_<metric>`` and ``rich_<metric>``
+    among a cube's or task's values): the loss for regression, the error for classification; None
+    without references."""
+    for metric in ("test_loss", "test_err"):
+        if f"kernel_{metric}" in values and f"rich_{metric}" in values:
+            return metric
+    return None
