@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from landscape import grid
-from landscape.analysis import paired_comparison
+from landscape.read.analysis import paired_comparison
 from landscape.spec import EvalConfig, Spec, TrainConfig, load_spec
 from landscape.tasks.base import Split, Task
 from landscape.train import eval_steps, rows_per_step

@@ -118,7 +118,7 @@ def _stopped(terminated: bool) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from landscape.info import describe
+    from landscape.read.info import describe
     from landscape.cube import open_cube
 
     print(describe(open_cube(args.cube, verify=True)))
@@ -138,7 +138,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
     from landscape.cube import open_cube
-    from landscape.trajectory import ReducedLandscape, describe, gamma_sweep
+    from landscape.read.trajectory import ReducedLandscape, describe, gamma_sweep
 
     if len(args.start) != 2:
         raise UserError(f"--start expects W,M (two numbers), got {len(args.start)}")

@@ -35,14 +35,14 @@ import numpy as np
 import torch
 
 from landscape import cube, fingerprint, limits
-from landscape.analysis import checked_levels
+from landscape.cube.schema import checked_levels
 from landscape.batching import Batching, decide
 from landscape.errors import StoreError, TaskError, UserError, first_line, printable, task_errors
 from landscape.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.cube.schema import CURVES, FIXED_PREFIX, SCHEMA_VERSION, STATUS_PENDING, TRANSITION, reference_metric
-from landscape.dichotomy import cell_transition
-from landscape.dynamics import first_reach
+from landscape.read.dichotomy import cell_transition
+from landscape.read.dynamics import first_reach
 from landscape.spec import Spec, TrainConfig, apply_overrides, read_spec_file, resolve, spec_differences
 from landscape.tasks import Task, make_task
 from landscape.tasks.base import Split

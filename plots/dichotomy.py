@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from landscape.dichotomy import COSINES, MEASURES, fit, test_metric, transitions
+from landscape.read.dichotomy import COSINES, MEASURES, fit, test_metric, transitions
 from landscape.errors import UserError
 from plots.runs import run_label, run_selections
 from plots.style import PALETTE, VERMILLION, add_legend, identity_line, new_figure, set_title, styled

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from landscape.analysis import (INSIDE, average_seeds, critical_data_size, critical_norm, goldilocks_zone, levels_of,
+from landscape.read.analysis import (INSIDE, average_seeds, critical_data_size, critical_norm, goldilocks_zone, levels_of,
                                 metric_of, seed_summary)
 from plots.style import (W_LABEL, add_alpha_axis, add_legend, axis_label, collapse_status, log_edges, mark_alpha_one,
                          mark_missing_points, missing_point_handles, new_figure, set_title, styled, ticks_at_samples)

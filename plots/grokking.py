@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from landscape.analysis import metric_of
+from landscape.read.analysis import metric_of
 from landscape.errors import UserError
 from landscape.cube.schema import STATUS_DIVERGED
 from plots.runs import run_label, run_selections, spec_of

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from landscape.analysis import average_seeds, critical_norm, done, goldilocks_zone, seed_summary
+from landscape.read.analysis import average_seeds, critical_norm, done, goldilocks_zone, seed_summary
 from landscape.errors import UserError
 from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, collapse_status, mark_alpha_one,
                          mark_missing_points, missing_point_handles, new_figure, set_title, styled)
@@ -47,7 +47,7 @@ def lu_figure(cube: xr.Dataset, values: Sequence[float] | None = None, threshold
 
     Curves are means over finished seeds, with the seed range shaded when there are several. w_c
     (dotted) is the test-loss argmin; the shaded band is the Goldilocks zone of the cube's metric
-    (:func:`landscape.analysis.goldilocks_zone`): test_err <= 0.2 or test_loss <= 1.5 x its best by
+    (:func:`landscape.read.analysis.goldilocks_zone`): test_err <= 0.2 or test_loss <= 1.5 x its best by
     default, test_<metric> <= ``threshold`` when given.
     """
     axis = cube.attrs["axis"]

@@ -4,7 +4,7 @@ The maps show the seed-averaged reduced train and test loss over the norm w (log
 representation messiness m, with the region I/II boundary (a train-loss contour), the field of
 -grad l_train as arrows, the generalizing solution (min test loss) as a star and, optionally,
 reduced trajectories. Boundaries, arrows and trajectories all come from the same smooth
-interpolant (landscape.trajectory.ReducedLandscape), so they agree with each other.
+interpolant (landscape.read.trajectory.ReducedLandscape), so they agree with each other.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from landscape.analysis import done
+from landscape.read.analysis import done
 from landscape.errors import UserError
 from landscape.cube.schema import fixed_values
-from landscape.trajectory import AXIS, ReducedLandscape, representation_maps
+from landscape.read.trajectory import AXIS, ReducedLandscape, representation_maps
 from plots.style import (PALETTE, VERMILLION, W_LABEL, add_alpha_axis, add_legend, axis_label, log_edges,
                          mark_missing_cells, new_figure, save, set_title, styled)
 

@@ -8,9 +8,9 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from landscape.analysis import is_landscape, over_representation
-from landscape.dichotomy import is_dichotomy
-from landscape.dynamics import delay_prediction
+from landscape.read.analysis import is_landscape, over_representation
+from landscape.read.dichotomy import is_dichotomy
+from landscape.read.dynamics import delay_prediction
 from landscape.errors import UserError
 from plots.dichotomy import dichotomy_figure, transition_figure
 from plots.goldilocks import goldilocks_figure
@@ -53,7 +53,7 @@ def render(
     """Draw the requested kinds (default all) and write them; return the paths written.
 
     ``levels`` sets the contours of the thumb and the bands of the Goldilocks figure (default the
-    cube's own, :func:`landscape.analysis.levels_of`), ``smooth`` the thumb's optional gaussian,
+    cube's own, :func:`landscape.read.analysis.levels_of`), ``smooth`` the thumb's optional gaussian,
     ``values`` the axis values of the LU curves. For a dynamics cube, ``landscape`` (a landscape
     cube of the same task) enables the delay-prediction panel.
     """

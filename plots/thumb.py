@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from scipy.interpolate import RegularGridInterpolator
 from scipy.ndimage import gaussian_filter
 
-from landscape.analysis import (FIGURE_METRICS, INSIDE, average_seeds, critical_data_size, done, from_scale,
+from landscape.read.analysis import (FIGURE_METRICS, INSIDE, average_seeds, critical_data_size, done, from_scale,
                                 levels_of, metric_of, to_scale, validate_level)
 from landscape.errors import UserError
 from plots.style import (PALETTE, W_LABEL, add_alpha_axis, add_legend, axis_label, mark_alpha_one, mark_missing_cells,

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from landscape.cube.schema import TRANSITION
-from landscape.dynamics import loglog_slope
+from landscape.read.dynamics import loglog_slope
 from landscape.errors import UserError
 from landscape.cube.schema import STATUS_DIVERGED
 from plots.runs import run_label, run_selections
@@ -16,7 +16,7 @@ from plots.style import (PALETTE, add_legend, axis_label, collapse_status, ident
                          missing_point_handles, new_figure, set_title, styled)
 
 _TIMES = (("t_fit", "--", "s", r"$t_{fit}$"), ("t_gen", "-", "o", r"$t_{gen}$"))
-#: A Dichotomy cube's measured transition (landscape.dichotomy): drawn too, and the time the slope is fitted to.
+#: A Dichotomy cube's measured transition (landscape.read.dichotomy): drawn too, and the time the slope is fitted to.
 _TRANSITION = (TRANSITION, "-.", "D", r"$t_{trans}$")
 
 

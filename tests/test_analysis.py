@@ -1,11 +1,12 @@
-"""landscape.analysis on synthetic cubes whose answers are known in closed form."""
+"""landscape.read.analysis on synthetic cubes whose answers are known in closed form."""
 import numpy as np
 import pytest
 
-from landscape.analysis import (ABOVE_GRID, BELOW_GRID, DEFAULT_LEVELS, INSIDE, NO_DATA, average_seeds, checked_levels,
-                                critical_data_size, critical_norm, goldilocks_zone, levels_of, lu_mismatch, metric_of)
+from landscape.read.analysis import (ABOVE_GRID, BELOW_GRID, INSIDE, NO_DATA, average_seeds, critical_data_size, critical_norm,
+                                goldilocks_zone, levels_of, lu_mismatch, metric_of)
+from landscape.cube.schema import DEFAULT_LEVELS, checked_levels
 from landscape.errors import UserError
-from landscape.info import describe
+from landscape.read.info import describe
 from tests.synthetic import ALPHA, LOSS_LEVELS, N, W0, loss_cube, make_cube, thumb_err
 
 LOG_A = np.log10(ALPHA)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from landscape.analysis import is_landscape, over_representation
+from landscape.read.analysis import is_landscape, over_representation
 from landscape.cli import main
 from landscape.cube import open_cube
-from landscape.dichotomy import is_dichotomy
+from landscape.read.dichotomy import is_dichotomy
 from landscape.cube.schema import KIND_DYNAMICS, KIND_LANDSCAPE, ROLE_REPRESENTATION, ROLE_SAMPLES, SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -8,7 +8,7 @@ import torch
 import xarray as xr
 
 from landscape.cli import main
-from landscape.dichotomy import cosine_crossover, fit, metric_jump, predicted_transition, transition_step, transitions
+from landscape.read.dichotomy import cosine_crossover, fit, metric_jump, predicted_transition, transition_step, transitions
 from landscape.tasks import make_task
 
 SMALL = {"diag-sparse": {"d": 40, "n_test": 100}, "diag-misgrok": {"d": 40, "n_test": 100},

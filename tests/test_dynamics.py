@@ -9,8 +9,8 @@ import xarray as xr
 from pathlib import Path
 
 from landscape.cli import main
-from landscape.dynamics import delay_prediction, loglog_slope
-from landscape.dynamics import first_reach, predict_delay
+from landscape.read.dynamics import delay_prediction, loglog_slope
+from landscape.read.dynamics import first_reach, predict_delay
 from tests.conftest import TINY_TS
 from landscape.spec import EvalConfig
 from landscape.train import eval_steps

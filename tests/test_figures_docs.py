@@ -234,7 +234,7 @@ def _tipped_cube():
 
 
 def test_thumb_star_sits_on_the_contour_it_closes_and_names_its_level():
-    from landscape.analysis import average_seeds, critical_data_size
+    from landscape.read.analysis import average_seeds, critical_data_size
     from plots.thumb import thumb_figure
 
     cube = _tipped_cube()
@@ -279,7 +279,7 @@ def _edge_cube():
 
 
 def test_a_goldilocks_edge_at_the_grid_edge_is_flagged_printed_and_drawn(tmp_path, capsys):
-    from landscape.analysis import goldilocks_zone
+    from landscape.read.analysis import goldilocks_zone
     from landscape.cli import main
     from plots.goldilocks import goldilocks_figure
     from plots.lu import lu_figure

@@ -190,10 +190,10 @@ def imported_modules(path: Path) -> set[str]:
 
 
 MINE = ["plots/__init__.py", "plots/style.py", "plots/lu.py", "plots/thumb.py", "plots/goldilocks.py",
-        "plots/render.py", "landscape/analysis.py", "plots/messiness.py", "landscape/trajectory.py"]
+        "plots/render.py", "landscape/read/analysis.py", "plots/messiness.py", "landscape/read/trajectory.py"]
 #: The torch-free landscape modules plots may use (each is checked here or in its own tests).
-TORCH_FREE = ("landscape.analysis", "landscape.errors", "landscape.cube.schema", "landscape.dynamics",
-              "landscape.trajectory", "landscape.dichotomy")
+TORCH_FREE = ("landscape.read.analysis", "landscape.errors", "landscape.cube.schema", "landscape.read.dynamics",
+              "landscape.read.trajectory", "landscape.read.dichotomy")
 
 
 @pytest.mark.parametrize("path", [ROOT / p for p in MINE], ids=lambda p: p.name)

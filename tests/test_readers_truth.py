@@ -262,7 +262,7 @@ def _info_column(text: str, column: str) -> list[float]:
 def test_info_reports_the_transition_the_figures_draw(name, tmp_path, capsys):
     from landscape.cli import main
     from landscape.cube.schema import TRANSITION, TRANSITION_DEFINITION
-    from landscape.dichotomy import transitions
+    from landscape.read.dichotomy import transitions
 
     out = tmp_path / "d.zarr"
     sets = [a for item in REDUCED_DICHOTOMY[name] for a in ("--set", item)]
@@ -275,7 +275,7 @@ def test_info_reports_the_transition_the_figures_draw(name, tmp_path, capsys):
     shown = _info_column(info, TRANSITION)
     drawn = transitions(ds)["jump"].transpose(*ds["status"].dims).values.ravel()  # what the figures mark
     np.testing.assert_allclose(shown, drawn, rtol=1e-3)
-    from landscape.info import describe
+    from landscape.read.info import describe
 
     assert describe(ds.drop_vars(TRANSITION)) == describe(ds)  # a cube made before t_transition: the same
     if name == "matrix-completion":  # ends between the references, short of t_gen's level: a transition all the same

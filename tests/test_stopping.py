@@ -113,7 +113,7 @@ def test_paired_comparison_catches_a_biased_stopping_rule(tiny_spec, tmp_path):
     """Stopping is validated cell by cell over seeds against the fixed budget (a sign test), not by
     a median: an eager rule that stops while the loss still falls is caught; equal cubes are not."""
     from landscape import run_grid
-    from landscape.analysis import paired_comparison
+    from landscape.read.analysis import paired_comparison
     from landscape.spec import load_spec
 
     grid = ["axes.alpha=[0.5, 2.0]", "axes.seed=[0, 1, 2]", "train.steps=200", "eval.every=20"]

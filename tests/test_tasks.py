@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.analysis import DEFAULT_LEVELS, checked_levels
+from landscape.cube.schema import DEFAULT_LEVELS, checked_levels
 from landscape.data.mnist import load_mnist
 from landscape.errors import UserError
 from landscape.tasks import make_task

@@ -4,7 +4,7 @@ import pytest
 
 from landscape.cli import main
 from landscape.errors import UserError
-from landscape.trajectory import ReducedLandscape, gamma_sweep, integrate
+from landscape.read.trajectory import ReducedLandscape, gamma_sweep, integrate
 from tests.synthetic import W0, make_cube
 
 ALPHA = np.logspace(-1, 1, 9)

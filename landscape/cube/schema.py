@@ -1,7 +1,9 @@
 """Names and codes of the cube that both the engine and the torch-free readers (analysis, plots) use."""
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+
+from landscape.errors import UserError
 
 #: Final-value variables of every cube; each also has a ``<name>_curve`` over ``step``.
 METRICS = ("train_loss", "test_loss", "train_err", "test_err")
@@ -83,3 +85,34 @@ def reference_metric(values: Collection[str]) -> str | None:
         if f"kernel_{metric}" in values and f"rich_{metric}" in values:
             return metric
     return None
+
+
+#: Test-error levels of the paper's thumb contours (Fig 3b).
+DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4)
+#: What figures and summaries may read, by the name in the variables and in words.
+FIGURE_METRICS = {"err": "error", "loss": "loss"}
+
+
+def checked_levels(metric: str, levels: Sequence[float] | None) -> list[float]:
+    """The contour levels of a figure metric as a list (what a cube records): ``levels``, or for
+    "err" without levels the paper's :data:`DEFAULT_LEVELS`. A loss has units and no default."""
+    if metric not in FIGURE_METRICS:
+        raise UserError(f"figure_metric {metric!r} must be one of {', '.join(FIGURE_METRICS)}")
+    if levels is None:
+        if metric == "loss":
+            raise UserError("figure_metric 'loss' needs figure_levels: a loss has no default scale")
+        levels = DEFAULT_LEVELS
+    levels = [float(x) for x in levels]
+    if not levels:
+        raise UserError("figure_levels is empty: give at least one contour level")
+    for x in levels:
+        validate_level(f"test_{metric}", x)
+    return levels
+
+
+def validate_level(var: str, level: float) -> None:
+    """An error rate lies in (0, 1); a level outside can never describe a contour of it."""
+    if var.endswith("_err") and not 0 < level < 1:
+        raise UserError(f"level {level:g} for {var} must lie strictly between 0 and 1")
+    if not level > 0:
+        raise UserError(f"level {level:g} for {var} must be positive")

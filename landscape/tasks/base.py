@@ -77,7 +77,7 @@ class Task(ABC):
     #: choice for regression, where a 0/1 error needs an arbitrary tolerance). The cube records it.
     figure_metric: ClassVar[str] = "err"
     #: Contour levels of test_<figure_metric> (thumb, Goldilocks bands, thumb tips). None: the
-    #: error's defaults (landscape.analysis.DEFAULT_LEVELS); a loss task must give its own.
+    #: error's defaults (landscape.cube.schema.DEFAULT_LEVELS); a loss task must give its own.
     figure_levels: ClassVar[tuple[float, ...] | None] = None
     #: Whether the task reads its data from ``data_dir`` (--data-dir); the runner warns that a
     #: --data-dir given to a task that does not is ignored. An outside task that reads it sets True.

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from landscape.analysis import checked_levels
+from landscape.cube.schema import checked_levels
 from landscape.errors import UserError
 from landscape.cube.schema import AXIS_ROLES
 from landscape.tasks.base import Task

@@ -30,7 +30,7 @@ import xarray as xr
 
 from collections.abc import Mapping
 
-from landscape.dynamics import loglog_slope
+from landscape.read.dynamics import loglog_slope
 from landscape.cube.schema import STATUS_DONE, TRANSITION, TRANSITION_DEFINITION, reference_metric, reference_predictors
 
 #: Cube variables of a Dichotomy run: the cosine curves to the two references.

@@ -26,8 +26,8 @@ from scipy.integrate import solve_ivp
 from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-from landscape.analysis import average_seeds, done, over_representation
-from landscape.dynamics import loglog_slope
+from landscape.read.analysis import average_seeds, done, over_representation
+from landscape.read.dynamics import loglog_slope
 from landscape.errors import UserError
 from landscape.cube.schema import axis_role
 

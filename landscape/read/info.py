@@ -7,10 +7,10 @@ from collections.abc import Iterable
 import numpy as np
 import xarray as xr
 
-from landscape.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
+from landscape.read.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
                                 is_loss, lu_mismatch, metric_of, over_representation, seed_summary)
 from landscape.cube.schema import TRANSITION
-from landscape.dichotomy import cube_transition
+from landscape.read.dichotomy import cube_transition
 from landscape.errors import printable
 from landscape.cube.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
 
@@ -103,7 +103,7 @@ def _number(value: float, var: str) -> str:
 
 
 def _analysis_tables(ds: xr.Dataset) -> list[str]:
-    """The landscape.analysis summaries; with several seeds each entry reads mean±std over seeds."""
+    """The landscape.read.analysis summaries; with several seeds each entry reads mean±std over seeds."""
     axis = ds.attrs["axis"]
     zone, mismatch = goldilocks_zone(ds), lu_mismatch(ds)
     per_value = [

@@ -16,7 +16,6 @@ without pulling in torch.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 
@@ -24,17 +23,14 @@ import numpy as np
 import xarray as xr
 
 from landscape.errors import UserError
-from landscape.cube.schema import KIND_LANDSCAPE, ROLE_REPRESENTATION, axis_role, cube_kind
+from landscape.cube.schema import (FIGURE_METRICS, KIND_LANDSCAPE, ROLE_REPRESENTATION, axis_role, checked_levels,
+                                   cube_kind, validate_level)
 from landscape.cube.schema import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING  # noqa: F401 (re-exported)
 
-#: Test-error levels of the paper's thumb contours (Fig 3b).
-DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4)
 #: Test error at or below which a cell counts as generalizing, for the Goldilocks zone.
 GOLDILOCKS_THRESHOLD = 0.2
 #: Test loss within this factor of the best at the same axis value: the Goldilocks zone of a loss.
 GOLDILOCKS_RELATIVE = 1.5
-#: What figures and summaries may read, by the name in the variables and in words.
-FIGURE_METRICS = {"err": "error", "loss": "loss"}
 #: What :func:`to_scale` takes: one value, an array, or a DataArray.
 Values = float | np.ndarray | xr.DataArray
 #: Where the thumb tip lies relative to the grid of the task's axis.
@@ -58,23 +54,6 @@ def done(cube: xr.Dataset, var: str) -> xr.DataArray:
     if var not in cube.data_vars:
         raise UserError(f"the cube has no variable {var!r} (it has {', '.join(sorted(cube.data_vars))})")
     return cube[var].where(cube["status"] == STATUS_DONE).compute()
-
-
-def checked_levels(metric: str, levels: Sequence[float] | None) -> list[float]:
-    """The contour levels of a figure metric as a list (what a cube records): ``levels``, or for
-    "err" without levels the paper's :data:`DEFAULT_LEVELS`. A loss has units and no default."""
-    if metric not in FIGURE_METRICS:
-        raise UserError(f"figure_metric {metric!r} must be one of {', '.join(FIGURE_METRICS)}")
-    if levels is None:
-        if metric == "loss":
-            raise UserError("figure_metric 'loss' needs figure_levels: a loss has no default scale")
-        levels = DEFAULT_LEVELS
-    levels = [float(x) for x in levels]
-    if not levels:
-        raise UserError("figure_levels is empty: give at least one contour level")
-    for x in levels:
-        validate_level(f"test_{metric}", x)
-    return levels
 
 
 def metric_of(cube: xr.Dataset) -> str:
@@ -104,14 +83,6 @@ def to_scale(values: Values, var: str) -> Values:
 def from_scale(values: Values, var: str) -> Values:
     """The inverse of :func:`to_scale`."""
     return 10.0 ** values if is_loss(var) else values
-
-
-def validate_level(var: str, level: float) -> None:
-    """An error rate lies in (0, 1); a level outside can never describe a contour of it."""
-    if var.endswith("_err") and not 0 < level < 1:
-        raise UserError(f"level {level:g} for {var} must lie strictly between 0 and 1")
-    if not level > 0:
-        raise UserError(f"level {level:g} for {var} must be positive")
 
 
 def average_seeds(cube: xr.Dataset) -> xr.Dataset:
