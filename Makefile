@@ -48,7 +48,7 @@ test: install $(TEST_EXTRAS:%=$(VENV)/.extra-%)
 
 # The performance table (README "Performance"): one process, about 8 minutes on 2 cores.
 bench: install
-	$(BIN)/python -m landscape.bench
+	$(BIN)/python -m benchmarks.bench
 
 # On a machine with CUDA: CUDA against CPU cubes of the quick specs, cell-batch sizes, the MNIST
 # grid's wall time (under 8 minutes on one data-centre GPU). Runs the Python that has CUDA torch

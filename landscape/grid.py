@@ -7,7 +7,7 @@ cells still pending.
 
 The batch plan is a function of the spec and the device only (not of --jobs, so one spec gives one
 cube on any worker count), fixed when the cube is created and stored in its attrs: whether cells
-train batched (landscape.batching's probe), and how many cells share a batch. Every cell is always
+train batched (landscape.train.probe's probe), and how many cells share a batch. Every cell is always
 trained with the same batch-mates, so a resumed grid equals an uninterrupted one: a batch with any
 pending cell is trained whole again, and only its pending cells are written.
 """
@@ -36,9 +36,9 @@ import torch
 
 from landscape import cube, fingerprint, limits
 from landscape.cube.schema import checked_levels
-from landscape.batching import Batching, decide
+from landscape.train.probe import Batching, decide
 from landscape.errors import StoreError, TaskError, UserError, first_line, printable, task_errors
-from landscape.norm import global_norm
+from landscape.train.norm import global_norm
 from landscape.progress import Bar, DaskChannel, DirectChannel, Report, SocketChannel
 from landscape.cube.schema import CURVES, FIXED_PREFIX, SCHEMA_VERSION, STATUS_PENDING, TRANSITION, reference_metric
 from landscape.read.dichotomy import cell_transition

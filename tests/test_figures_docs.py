@@ -340,7 +340,7 @@ def test_user_models_run_through_the_cli_and_draw_every_figure(task, tmp_path, c
     (dict(matmul=0.5, ops=0.9, wall=0.0, cpu=0.0, calls=10), "took no time"),
 ])
 def test_matmul_share_says_why_instead_of_an_impossible_figure(times, why):
-    from landscape.bench import KernelTimes, matmul_share
+    from benchmarks.bench import KernelTimes, matmul_share
 
     share = matmul_share(KernelTimes(**times))
     assert isinstance(share, str) and why in share, share
@@ -354,7 +354,7 @@ def test_tick_text_writes_plain_numbers_and_powers_of_ten_beyond():
 
 
 def test_matmul_share_and_ceiling_of_parts_that_add_up():
-    from landscape.bench import KernelTimes, matmul_ceiling, matmul_share
+    from benchmarks.bench import KernelTimes, matmul_ceiling, matmul_share
 
     share = matmul_share(KernelTimes(matmul=0.75, ops=0.95, wall=1.0, cpu=0.98, calls=400))
     assert share == pytest.approx(0.75)

@@ -7,7 +7,7 @@ from torch import nn
 from landscape.interventions import (
     Grokfast, OrthoGrad, carry_state, chain, levels, stablemax_cross_entropy, stablemax_losses,
 )
-from landscape.norm import NormConstrained, global_norm, project_to_sphere
+from landscape.train.norm import NormConstrained, global_norm, project_to_sphere
 
 
 # --- references, from the formulas (Prieto et al. 2025; Lee et al. 2024) ----------------------------

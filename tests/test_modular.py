@@ -10,10 +10,10 @@ from torch.func import functional_call, vmap
 from landscape.cli import main
 from landscape.errors import UserError
 from landscape.models import Transformer
-from landscape.norm import global_norm
+from landscape.train.norm import global_norm
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task
-from landscape.theory import kernel_interpolant, relu_kernel
+from landscape.tasks.theory import kernel_interpolant, relu_kernel
 from landscape.cube.schema import CURVES
 from landscape.train import train_cell, train_cells
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.norm import NormConstrained, global_norm, project_to_sphere
+from landscape.train.norm import NormConstrained, global_norm, project_to_sphere
 
 
 def _mlp() -> nn.Module:

@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 
 import landscape
-from landscape.batching import decide
+from landscape.train.probe import decide
 from landscape.cli import main
 from landscape.grid import default_init_norm
 from landscape.spec import EvalConfig, TrainConfig, load_spec

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from landscape.theory import (
+from landscape.tasks.theory import (
     classification_error, cosine, kernel_completion, l1_max_margin, l2_max_margin, margin, min_nuclear_completion,
 )
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from landscape import grid
-from landscape.batching import Batching
+from landscape.train.probe import Batching
 from landscape.spec import EvalConfig, TrainConfig, load_spec
 from landscape.tasks import make_task
 from landscape.cube.schema import CURVES, STATUS_DIVERGED, STATUS_DONE

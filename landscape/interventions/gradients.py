@@ -1,4 +1,4 @@
-"""Gradient interventions as optimizer wrappers, composable like ``landscape.norm.NormConstrained``
+"""Gradient interventions as optimizer wrappers, composable like ``landscape.train.norm.NormConstrained``
 (optax's ``chain``): each rewrites the gradients of its parameters in place, then steps the
 optimizer it wraps; everything other than ``step`` is delegated, so ``zero_grad``, ``param_groups``
 and schedulers (built on the innermost torch optimizer) work as usual.

@@ -61,7 +61,7 @@ class Task(ABC):
     Options: ClassVar[type] = NoOptions
     #: Whether many cells may train as one batched model (landscape.train.stacked). None (the default):
     #: the runner decides by a probe, a step or two batched against the per-cell result
-    #: (landscape.batching). False forces the per-cell path, True skips the probe.
+    #: (landscape.train.probe). False forces the per-cell path, True skips the probe.
     vectorizable: ClassVar[bool | None] = None
     #: Task-specific scalars recorded at every eval, name -> long name; the cube stores each as
     #: ``<name>_curve`` over ``step``. Measured by :meth:`measure_extra_curves` on a CPU copy

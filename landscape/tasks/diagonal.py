@@ -21,7 +21,7 @@ from landscape.errors import UserError
 from landscape.models import DiagonalNet
 from landscape.tasks.base import Split, require, require_seed
 from landscape.tasks.dichotomy import DichotomyTask, References
-from landscape.theory import classification_error, l1_max_margin, l2_max_margin
+from landscape.tasks.theory import classification_error, l1_max_margin, l2_max_margin
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ reference solution per training set, and the cosine of the model's predictor to 
 A subclass's model has a ``predictor()`` method returning the object the theory is about (the
 diagonal net's linear classifier w, the factorization's matrix W), or the subclass overrides
 ``predictor(model, split)`` (a classifier's logits on the held-out inputs); the subclass solves the two
-references (landscape.theory) for a split and reports their test metrics as ``extra_values``.
+references (landscape.tasks.theory) for a split and reports their test metrics as ``extra_values``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 from torch import nn
 
 from landscape.tasks.base import Split, Task
-from landscape.theory import cosine
+from landscape.tasks.theory import cosine
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from torch import nn
 from landscape.models import MatrixFactorization
 from landscape.tasks.base import Split, require_seed
 from landscape.tasks.dichotomy import DichotomyTask, References
-from landscape.theory import kernel_completion, min_nuclear_completion
+from landscape.tasks.theory import kernel_completion, min_nuclear_completion
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from landscape.models import TwoLayerReLU
 from landscape.tasks.base import Split, require_positive, require_seed
 from landscape.tasks.dichotomy import DichotomyTask, References
 from landscape.tasks.modular import ModularPairs, check_prime
-from landscape.theory import kernel_interpolant, relu_kernel
+from landscape.tasks.theory import kernel_interpolant, relu_kernel
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The optimizer chain of a cell: the optimizer, its lr step decay, gradient clipping. The norm
-constraint that ends each step on the sphere is landscape.norm (``NormConstrained`` for one model;
+constraint that ends each step on the sphere is landscape.train.norm (``NormConstrained`` for one model;
 the stacked backend projects each cell's slice itself)."""
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from landscape.dtypes import cast, move, torch_dtype
-from landscape.norm import NormConstrained, global_norm, project_to_sphere
+from landscape.train.norm import NormConstrained, global_norm, project_to_sphere
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 from landscape.train.checks import check_outputs

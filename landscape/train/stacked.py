@@ -6,7 +6,7 @@ one-model backend would give it, and nothing it computes depends on its batch-ma
 are summed, so each cell's gradient is its own). ``torch.func.vmap`` runs the task's own model over
 the stacked parameters and buffers, in train mode for steps and in eval mode for evals, so any model
 that is a function of its parameters and buffers batches; whether a task's model does is decided by
-the runner's probe (landscape.batching).
+the runner's probe (landscape.train.probe).
 
 Layout, chosen for a short CPU inner loop (no per-step Python work per cell):
 - one contiguous leaf per model parameter, shaped (cells, *shape); 2-D weights are stored

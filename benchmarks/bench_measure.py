@@ -5,7 +5,7 @@
 - :func:`bench_top_eigenvalue`: lambda_max to within 1e-3 relative of a converged value, against
   PyHessian's ``eigenvalues(top_n=1)`` at its defaults.
 
-Run as ``python -m landscape.measures.bench_measure``; ``make bench`` can call the functions.
+Run as ``python -m benchmarks.bench_measure``; ``make bench`` can call the functions.
 The baseline is ``loss_landscapes.planar_interpolation`` when that package is installed (extra
 ``peers``), else its loop as published: the parameters moved in place by one step along a
 direction, one forward pass over all samples per point. Inputs are random: the cost of a slice

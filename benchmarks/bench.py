@@ -1,6 +1,6 @@
 """``make bench``: the engine's throughput against a plain per-cell loop, measured in one process.
 
-Run as ``python -m landscape.bench``. Every number is a ratio or a rate measured in this run on
+Run as ``python -m benchmarks.bench``. Every number is a ratio or a rate measured in this run on
 this machine; nothing is compared against figures from elsewhere. Sections:
 
 1. sgemm peak: torch.mm on 2048x2048 float32 with 1 thread and with all threads.

@@ -1,0 +1,1 @@
+"""The benchmarks ``make bench`` runs: outside the library's import path, since nothing of it needs them."""
