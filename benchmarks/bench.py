@@ -7,7 +7,7 @@ this machine; nothing is compared against figures from elsewhere. Sections:
 2. Reference loop vs engine, 1 thread, the same MNIST cells and steps. The reference is written
    the plain way, like the Omnigrok notebooks: torch DataLoader, AdamW(foreach=False), the
    global norm summed in Python and the rescale looped over the parameters. The engine is the
-   grid's worker function (``grid.run_batch``: one batch, trained vectorized).
+   grid's worker function (``run_batch``: one batch, trained vectorized).
 3. Achieved GFLOP/s of the engine (matmul FLOPs counted by torch's FlopCounterMode) against the
    peaks of section 1, and its matmul kernels alone (profiler self time, counted by name over one
    whole profiled run and checked to add up within that run's CPU time; "not measured" when they
@@ -44,7 +44,9 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from landscape import grid
+from landscape.run.driver import run_grid
+from landscape.run.plan import AUTO_BATCH_CELLS, Cell, all_cells, default_init_norm, norm_values, plan_batches, schedules
+from landscape.run.worker import run_batch
 from landscape.read.analysis import paired_comparison
 from landscape.spec import EvalConfig, Spec, TrainConfig, load_spec
 from landscape.tasks.base import Split, Task
@@ -193,7 +195,7 @@ def cycle_epochs(loader: DataLoader):
         yield from loader
 
 
-def flops(task: Task, spec: Spec, cells: list[grid.Cell]) -> float:
+def flops(task: Task, spec: Spec, cells: list[Cell]) -> float:
     """Matmul FLOPs of training ``cells`` as specified: steps x (forward + backward) + evals x forward."""
     torch.manual_seed(0)
     model = task.build_model()
@@ -218,13 +220,13 @@ def path_rates(spec: Spec) -> tuple[float, float]:
     """Cell-steps per CPU second of the per-cell and the batched path on every cell of ``spec``, one
     thread, best of three interleaved rounds (the first round of each also pays its warm-up)."""
     task = spec.make_task()
-    cells = grid.all_cells(spec, grid.norm_values(spec, grid.default_init_norm(task)),
+    cells = all_cells(spec, norm_values(spec, default_init_norm(task)),
                            (len(spec.norm_values), len(spec.axis_values), len(spec.seeds)))
     work = len(cells) * spec.train.steps
     best = [math.inf, math.inf]
     for _ in range(3):
         for i, batched in enumerate((False, True)):
-            cpu = wall_and_cpu(lambda: grid.run_batch(spec.task, spec.to_dict(), None, cells, 1, batched=batched))[1]
+            cpu = wall_and_cpu(lambda: run_batch(spec.task, spec.to_dict(), None, cells, 1, batched=batched))[1]
             best[i] = min(best[i], cpu)
     return work / best[0], work / best[1]
 
@@ -243,15 +245,15 @@ def wall_and_cpu(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def worker(spec_dict: dict, cells: list[grid.Cell], threads: int) -> tuple[int, int, float]:
+def worker(spec_dict: dict, cells: list[Cell], threads: int) -> tuple[int, int, float]:
     """The grid's worker function, plus this process's id and peak RSS (bytes)."""
     t = time.perf_counter()
-    grid.run_batch(spec_dict["task"], spec_dict, None, cells, threads, batched=True)
+    run_batch(spec_dict["task"], spec_dict, None, cells, threads, batched=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     return os.getpid(), rss, time.perf_counter() - t
 
 
-def parallel(spec: Spec, batches: list[list[grid.Cell]], jobs: int, threads: int) -> tuple[float, list]:
+def parallel(spec: Spec, batches: list[list[Cell]], jobs: int, threads: int) -> tuple[float, list]:
     with joblib.parallel_config(backend="loky"):
         return timed(lambda: joblib.Parallel(n_jobs=jobs)(
             joblib.delayed(worker)(spec.to_dict(), b, threads) for b in batches))
@@ -284,8 +286,8 @@ def main() -> None:
     print("\n2. reference per-cell loop vs engine, 1 thread, same cells and steps" + loadavg())
     spec = load_spec(SPEC, THROUGHPUT)
     task = spec.make_task()
-    w0 = grid.default_init_norm(task)
-    cells = grid.all_cells(spec, grid.norm_values(spec, w0), (len(spec.norm_values), len(spec.axis_values),
+    w0 = default_init_norm(task)
+    cells = all_cells(spec, norm_values(spec, w0), (len(spec.norm_values), len(spec.axis_values),
                                                               len(spec.seeds)))
     splits = {v: task.data(v) for v in spec.axis_values}
     cell_steps = len(cells) * spec.train.steps
@@ -295,10 +297,10 @@ def main() -> None:
             reference_cell(task, splits[c.value], c.w, c.seed, spec.train, spec.eval)
 
     def engine():
-        grid.run_batch(spec.task, spec.to_dict(), None, cells, 1, batched=True)
+        run_batch(spec.task, spec.to_dict(), None, cells, 1, batched=True)
 
     warm = dataclasses.replace(spec, train=dataclasses.replace(spec.train, steps=5))
-    grid.run_batch(warm.task, warm.to_dict(), None, cells, 1, batched=True)  # first-call costs (vmap tracing, task build)
+    run_batch(warm.task, warm.to_dict(), None, cells, 1, batched=True)  # first-call costs (vmap tracing, task build)
     reference_cell(task, splits[cells[0].value], cells[0].w, 0, warm.train, warm.eval)
     ref, eng = np.full(2, math.inf), np.full(2, math.inf)  # best (wall, cpu) seconds
     for _ in range(3):  # interleaved, best of three: a busy neighbour hurts both alike
@@ -331,11 +333,11 @@ def main() -> None:
                   "the ceiling of section 2's ratio: (a) over (b)'s matmul share of (b)"))
 
     print(f"\n4. jobs=1 vs jobs={CORES} through the worker function (loky), "
-          f"{len(cells) * 2} cells in batches of {grid.AUTO_BATCH_CELLS['cpu'] // 2}" + loadavg())
+          f"{len(cells) * 2} cells in batches of {AUTO_BATCH_CELLS['cpu'] // 2}" + loadavg())
     spec2 = load_spec(SPEC, THROUGHPUT + ["axes.seed=[0, 1, 2, 3]"])
-    cells2 = grid.all_cells(spec2, grid.norm_values(spec2, w0), (len(spec2.norm_values), len(spec2.axis_values),
+    cells2 = all_cells(spec2, norm_values(spec2, w0), (len(spec2.norm_values), len(spec2.axis_values),
                                                                  len(spec2.seeds)))
-    batches = grid.plan_batches(spec2, cells2, grid.AUTO_BATCH_CELLS["cpu"] // 2, False, grid.schedules(spec2, task))
+    batches = plan_batches(spec2, cells2, AUTO_BATCH_CELLS["cpu"] // 2, False, schedules(spec2, task))
     work2 = flops(task, spec2, cells2)
     steps2 = len(cells2) * spec2.train.steps
     parallel(warm, [b[:2] for b in batches[:CORES]], CORES, 1)  # start the workers, build the task in each
@@ -375,7 +377,7 @@ def main() -> None:
         cubes = {}
         for name, extra in (("fixed budget", []), ("stopping", STOP_RULE)):
             path = Path(tmp) / f"{len(cubes)}.zarr"
-            seconds, _ = timed(lambda: grid.run_grid(SPEC, path, overrides=STOPPING + extra, progress=False))
+            seconds, _ = timed(lambda: run_grid(SPEC, path, overrides=STOPPING + extra, progress=False))
             cubes[name] = xr.open_zarr(path).load()
             print(row(name, f"{int(cubes[name]['steps'].sum())} steps", f"{seconds:.1f} s wall"))
     cut = float(cubes["fixed budget"]["steps"].sum() / cubes["stopping"]["steps"].sum())
@@ -396,7 +398,7 @@ def main() -> None:
 
     print("\n8. float64 against float32, section 2's engine batch, 1 thread" + loadavg())
     f64 = dataclasses.replace(spec, train=dataclasses.replace(spec.train, dtype="float64"))
-    seconds64 = min(wall_and_cpu(lambda: grid.run_batch(f64.task, f64.to_dict(), None, cells, 1, batched=True))[1]
+    seconds64 = min(wall_and_cpu(lambda: run_batch(f64.task, f64.to_dict(), None, cells, 1, batched=True))[1]
                     for _ in range(2))
     print(row("float32, cell-steps per CPU s", f"{cell_steps / eng[1]:.0f}"))
     print(row("float64, cell-steps per CPU s", f"{cell_steps / seconds64:.0f}",
@@ -471,7 +473,7 @@ def imdb_section(cells: int = 4, steps: int = 3) -> None:
         print(row(f"hidden {hidden}, cell-steps", "per wall s", "per CPU s"))
         tasks = {lstm: RandomTokens(ImdbOptions(hidden=hidden, lstm=lstm)) for lstm in ("torch", "matmul")}
         split = tasks["torch"].data(150)
-        w = [grid.default_init_norm(tasks["torch"]) * a for a in np.geomspace(0.5, 4, cells)]
+        w = [default_init_norm(tasks["torch"]) * a for a in np.geomspace(0.5, 4, cells)]
 
         def per_cell(task: Task) -> Callable[[], object]:
             return lambda: [train_cell(task, split, wi, 0, train, evalc) for wi in w]

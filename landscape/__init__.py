@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Task": "landscape.tasks.base",
     "Split": "landscape.tasks.base",
-    "run_grid": "landscape.grid",
+    "run_grid": "landscape.run.driver",
     "load_spec": "landscape.spec",
     "open_cube": "landscape.cube",
     "UserError": "landscape.errors",

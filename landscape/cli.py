@@ -91,7 +91,7 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from landscape.grid import Interrupted, Terminated, run_grid
+    from landscape.run.driver import Interrupted, Terminated, run_grid
 
     try:
         summary = run_grid(args.spec, args.out, overrides=args.overrides, jobs=args.jobs, threads=args.threads,

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # One torch thread per grid worker (and in the driver): tiny models gain nothing from two, and on a
-# machine that other jobs keep busy two OpenMP threads stall on each other (landscape.grid.THREADS_ENV).
+# machine that other jobs keep busy two OpenMP threads stall on each other (landscape.run.driver.THREADS_ENV).
 os.environ.setdefault("LANDSCAPE_THREADS", "1")
 
 TINY_TS = """

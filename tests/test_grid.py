@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from landscape import grid
+from landscape.run.driver import STOP_AFTER_ENV, run_grid
 from landscape.cli import main
 
 
@@ -74,7 +74,7 @@ def test_interrupted_grid_resumes_without_recomputing(tiny_spec, tmp_path, sig):
     cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(out), "--jobs", "1", "--quiet",
            "--set", "train.max_batch_cells=1"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                           env={**os.environ, grid.STOP_AFTER_ENV: f"2:{sig}"})
+                           env={**os.environ, STOP_AFTER_ENV: f"2:{sig}"})
     if sig == "INT":
         assert first.returncode == 130, first.stderr
         assert "2/6 cells are stored" in first.stderr and "rerun the same command to resume" in first.stderr
@@ -100,7 +100,7 @@ def test_resumed_grid_equals_an_uninterrupted_one(tiny_spec, tmp_path):
     args = ["--jobs", "1", "--quiet", "--set", "train.max_batch_cells=2",
             "--set", "axes.alpha=[0.5, 1.0, 2.0, 4.0]", "--set", "axes.N=[20, 40, 60, 80]"]
     assert run_cli("grid", tiny_spec, "--out", whole, *args) == 0
-    env = {**os.environ, grid.STOP_AFTER_ENV: "3"}  # mid-way through the second batch of two
+    env = {**os.environ, STOP_AFTER_ENV: "3"}  # mid-way through the second batch of two
     cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(resumed), *args]
     assert subprocess.run(cmd, capture_output=True, timeout=600, env=env).returncode == 130
     assert int((xr.open_zarr(resumed)["status"].values == 1).sum()) == 3
@@ -113,14 +113,14 @@ def test_resumed_grid_equals_an_uninterrupted_one(tiny_spec, tmp_path):
 
 def test_progress_counts_cell_steps_from_the_workers(tiny_spec, tmp_path, monkeypatch):
     """The bar hears from the workers while they train: more reports than batches, and every step."""
-    from landscape import progress
+    from landscape.run import progress
 
     seen = []
     monkeypatch.setattr(progress.Bar, "advance", lambda self, steps, skipped=0: seen.append((steps, skipped)))
     spec = tiny_spec.read_text().replace("steps = 60", "steps = 600")
     path = tmp_path / "long.toml"
     path.write_text(spec)
-    summary = grid.run_grid(path, tmp_path / "p.zarr", jobs=1, progress=False,
+    summary = run_grid(path, tmp_path / "p.zarr", jobs=1, progress=False,
                             overrides=["train.max_batch_cells=3", "eval.every=200"])
     assert summary.ran == 6
     assert sum(steps for steps, _ in seen) == 6 * 600

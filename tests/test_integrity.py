@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from landscape import cli, cube, grid
+from landscape import cli, cube
+from landscape.run.driver import run_grid
 from landscape.cli import main
-from landscape.lock import cube_lock, lock_path
+from landscape.run.lock import cube_lock, lock_path
 
 SPEC = """
 task = "teacher-student"
@@ -150,7 +151,7 @@ def test_creation_writes_no_chunk_and_pending_cells_read_as_pending(spec, tmp_pa
     create = cube.create
 
     def interrupted_create(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)  # arrives inside grid.deferred_interrupt
+        os.kill(os.getpid(), signal.SIGINT)  # arrives inside deferred_interrupt
         create(*args, **kwargs)
 
     monkeypatch.setattr(cube, "create", interrupted_create)
@@ -274,7 +275,7 @@ def test_second_driver_is_refused_with_the_holders_pid(spec, copy, capsys, overw
 def test_lock_of_a_killed_driver_does_not_block(spec, tmp_path, capsys):
     out = tmp_path / "c.zarr"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from landscape.lock import cube_lock\n"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from landscape.run.lock import cube_lock\n"
          f"with cube_lock(Path({str(out)!r})):\n    print('locked', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -297,11 +298,11 @@ def test_dask_cells_run_on_the_cluster_worker_not_the_driver(spec, tmp_path, mon
     def not_here(*args, **kwargs):
         raise AssertionError("a cell was trained in the driver")
 
-    monkeypatch.setattr(grid, "train_cell", not_here)  # the driver's copy only: workers import their own
-    monkeypatch.setattr(grid, "train_cells", not_here)
+    monkeypatch.setattr("landscape.run.worker.train_cell", not_here)  # the driver's copy only: workers import their own
+    monkeypatch.setattr("landscape.run.worker.train_cells", not_here)
     with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        summary = grid.run_grid(spec, tmp_path / "d.zarr", backend="dask", scheduler=cluster.scheduler_address,
+        summary = run_grid(spec, tmp_path / "d.zarr", backend="dask", scheduler=cluster.scheduler_address,
                                 progress=False)
         executed = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
     assert summary.ran == 2 and executed >= 2

@@ -16,11 +16,12 @@ import pytest
 import xarray as xr
 import zarr
 
-from landscape import grid
+from landscape.run.driver import run_grid
+from landscape.run.preflight import resolve_out
 from landscape.cli import main
 from landscape.data import imdb
 from landscape.errors import UserError
-from landscape.lock import cube_lock, lock_path
+from landscape.run.lock import cube_lock, lock_path
 from tests.mnist_files import write_fake_mnist, write_idx
 
 SPEC = """
@@ -246,7 +247,7 @@ def test_aliases_of_one_cube_share_one_lock(spec, copy, capsys, held, run):
     """A driver on either name of a cube (its lock held as run_grid takes it) refuses one on the other."""
     (copy.parent / "alias.zarr").symlink_to(copy.name)
     before = tree(copy.parent)
-    with cube_lock(grid.resolve_out(copy.parent / held)):
+    with cube_lock(resolve_out(copy.parent / held)):
         for overwrite in ([], ["--overwrite"]):
             assert main(["grid", str(spec), "--out", str(copy.parent / run), *ARGS, *overwrite]) == 2
             one_line(capsys, f"is being written by another landscape driver (PID {os.getpid()} on ")
@@ -399,5 +400,5 @@ def test_data_dir_for_a_task_without_data_is_a_warning(spec, tmp_path, capsys):
 def test_python_api_refuses_mistyped_arguments(spec, tmp_path, kwargs, match):
     kwargs = {"out": tmp_path / "c.zarr", **kwargs}
     with pytest.raises(UserError, match=match.replace("(", r"\(").replace(".", r"\.")):
-        grid.run_grid(spec, progress=False, **kwargs)
+        run_grid(spec, progress=False, **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]

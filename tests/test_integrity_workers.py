@@ -19,7 +19,8 @@ import pytest
 import torch
 import xarray as xr
 
-from landscape import cube, grid
+from landscape import cube
+from landscape.run.driver import STOP_AFTER_ENV, run_grid
 from landscape.cli import main
 from landscape.data import imdb
 from landscape.data.mnist import load_mnist
@@ -232,7 +233,7 @@ def test_sigterm_keeps_the_finished_cells_and_resumes(tmp_path):
     spec.write_text(GRID.format(task="teacher-student", steps=4, every=2))
     out = tmp_path / "s.zarr"
     args = ("grid", spec, "--out", out, "--jobs", "1", "--quiet")
-    code, err = finish(landscape_cli(*args, env={grid.STOP_AFTER_ENV: "2:TERM"}))
+    code, err = finish(landscape_cli(*args, env={STOP_AFTER_ENV: "2:TERM"}))
     assert code == 143 and err.strip() == (f"terminated (SIGTERM): 2/4 cells are stored in {out}; "
                                            "rerun the same command to resume")
     assert (xr.open_zarr(out)["status"].values == 1).sum() == 2
@@ -257,9 +258,9 @@ every = 1
 
 
 def _interrupted_after_one_cell(monkeypatch, *args: str | Path) -> None:
-    monkeypatch.setenv(grid.STOP_AFTER_ENV, "1")
+    monkeypatch.setenv(STOP_AFTER_ENV, "1")
     assert main(["grid", *map(str, args), "--jobs", "1", "--quiet"]) == 130
-    monkeypatch.delenv(grid.STOP_AFTER_ENV)
+    monkeypatch.delenv(STOP_AFTER_ENV)
 
 
 def _refusal(capsys, *args: str | Path) -> str:
@@ -313,7 +314,7 @@ def test_resume_refuses_an_outside_task_whose_model_changed(tmp_path, fingerprin
     spec.write_text(GRID.format(task="width_task:WidthTask", steps=4, every=2))
     env = {"PYTHONPATH": str(tmp_path)}
     args = ("grid", spec, "--out", out, "--jobs", "1", "--quiet")
-    code, err = finish(landscape_cli(*args, env={**env, grid.STOP_AFTER_ENV: "1"}))
+    code, err = finish(landscape_cli(*args, env={**env, STOP_AFTER_ENV: "1"}))
     assert code == 130, err
     if not fingerprinted:
         edit_attrs(out, lambda a: a.pop("fingerprint"))
@@ -343,8 +344,8 @@ def test_run_grid_accepts_versions_too(tmp_path, monkeypatch):
     _interrupted_after_one_cell(monkeypatch, spec, "--out", out)
     edit_attrs(out, lambda a: a.update(version_landscape="0.0.1"))
     with pytest.raises(UserError, match="landscape '0.0.1'"):
-        grid.run_grid(spec, out, jobs=1, progress=False)
-    summary = grid.run_grid(spec, out, jobs=1, progress=False, accept_versions=True)
+        run_grid(spec, out, jobs=1, progress=False)
+    summary = run_grid(spec, out, jobs=1, progress=False, accept_versions=True)
     assert (summary.already_done, summary.ran) == (1, 3)
 
 
@@ -353,7 +354,7 @@ def test_a_cube_without_a_fingerprint_still_resumes(tmp_path, monkeypatch):
     spec.write_text(GRID.format(task="teacher-student", steps=4, every=2))
     _interrupted_after_one_cell(monkeypatch, spec, "--out", out)
     edit_attrs(out, lambda a: a.pop("fingerprint"))
-    summary = grid.run_grid(spec, out, jobs=1, progress=False)
+    summary = run_grid(spec, out, jobs=1, progress=False)
     assert (summary.already_done, summary.ran) == (1, 3)
 
 
@@ -417,7 +418,7 @@ def test_sigterm_during_creation_is_held_until_the_store_is_whole(tmp_path, monk
     create = cube.create
 
     def terminated_create(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)  # arrives inside grid.deferred_interrupt
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives inside deferred_interrupt
         create(*args, **kwargs)
 
     monkeypatch.setattr(cube, "create", terminated_create)
@@ -444,6 +445,6 @@ def test_a_corpus_rewritten_with_its_old_size_and_mtime_is_not_read_from_the_cac
 
 def test_a_worker_whose_driver_is_already_gone_exits_at_once():
     """The race between a worker's start and its parent-death signal: the initializer checks the parent."""
-    code = "import os; from landscape.grid import die_with_parent; die_with_parent(os.getppid() + 10**6); print('ran on')"
+    code = "import os; from landscape.run.executors import die_with_parent; die_with_parent(os.getppid() + 10**6); print('ran on')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 1 and "ran on" not in done.stdout

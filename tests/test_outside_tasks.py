@@ -15,7 +15,7 @@ import xarray as xr
 import landscape
 from landscape.train.probe import decide
 from landscape.cli import main
-from landscape.grid import default_init_norm
+from landscape.run.plan import default_init_norm
 from landscape.spec import EvalConfig, TrainConfig, load_spec
 from landscape.tasks import make_task
 from landscape.train import evaluate, eval_rows, init_cell, train_cell, train_cells

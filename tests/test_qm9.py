@@ -13,7 +13,7 @@ from landscape.data.cache import CACHE_ENV  # noqa: E402
 from landscape.data import qm9 as qm9data  # noqa: E402
 from landscape.data.graphs import GraphSet  # noqa: E402
 from landscape.errors import UserError  # noqa: E402
-from landscape.grid import run_grid  # noqa: E402
+from landscape.run.driver import run_grid  # noqa: E402
 from landscape.models.graph import GraphRegressor  # noqa: E402
 from landscape.tasks.qm9 import Qm9, Qm9Options  # noqa: E402
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from landscape import cube, grid
-from landscape.grid import run_grid
+from landscape import cube
+from landscape.run.driver import Interrupted, STOP_AFTER_ENV
+from landscape.run.plan import plan_batches
+from landscape.run.driver import run_grid
 
 #: Variables that differ between two runs of one cell by design: wall time, and the checksum over it.
 _TIMINGS = ("seconds", "checksum")
@@ -45,16 +47,15 @@ def test_a_cube_planned_per_jobs_resumes_with_its_own_plan(tiny_spec, tmp_path, 
 
     out = tmp_path / "old.zarr"
     overrides = ["axes.alpha=[0.5, 1.0, 2.0, 4.0]", "axes.N=[20, 40, 60, 80]"]
-    monkeypatch.setenv(grid.STOP_AFTER_ENV, "3")
-    with pytest.raises(grid.Interrupted):
+    monkeypatch.setenv(STOP_AFTER_ENV, "3")
+    with pytest.raises(Interrupted):
         run_grid(tiny_spec, out, overrides=overrides, jobs=1, progress=False)
-    monkeypatch.delenv(grid.STOP_AFTER_ENV)
+    monkeypatch.delenv(STOP_AFTER_ENV)
     # As the planner per --jobs left it for --jobs 1: batches of 8, and the job count in the attrs.
     zarr.open_group(str(out), mode="r+").attrs.update({"batch_cells": 8, "batch_plan_jobs": 1})
     zarr.consolidate_metadata(str(out))
     sizes = []
-    plan_batches = grid.plan_batches
-    monkeypatch.setattr(grid, "plan_batches", lambda *a: sizes.append(a[2]) or plan_batches(*a))
+    monkeypatch.setattr("landscape.run.driver.plan_batches", lambda *a: sizes.append(a[2]) or plan_batches(*a))
     summary = run_grid(tiny_spec, out, overrides=overrides, jobs=2, progress=False)
     assert sizes == [8]
     assert (summary.already_done, summary.ran) == (3, 13)
@@ -115,7 +116,7 @@ def test_a_resume_by_the_other_route_of_one_class_succeeds(script_task, first):
     api = [sys.executable, "usertask.py", out]
     cli = [sys.executable, "-m", "landscape", "grid", "spec.toml", "--out", out, "--jobs", "1", "--quiet"]
     runs = (api, cli) if first == "api" else (cli, api)
-    stop = {**os.environ, grid.STOP_AFTER_ENV: "2"}
+    stop = {**os.environ, STOP_AFTER_ENV: "2"}
     interrupted = subprocess.run(runs[0], cwd=script_task, capture_output=True, text=True, timeout=600, env=stop)
     assert interrupted.returncode != 0 and int((xr.open_zarr(out)["status"].values == 1).sum()) == 2
     resumed = subprocess.run(runs[1], cwd=script_task, capture_output=True, text=True, timeout=600)
@@ -136,7 +137,7 @@ def test_a_cube_made_before_task_ref_still_resumes_and_shows_its_task(script_tas
     import zarr
 
     out = script_task / "c.zarr"
-    stop = {grid.STOP_AFTER_ENV: "2"}
+    stop = {STOP_AFTER_ENV: "2"}
     assert _cli("grid", "spec.toml", "--out", str(out), "--jobs", "1", "--quiet", cwd=script_task, env=stop).returncode
     group = zarr.open_group(str(out), mode="r+")
     group.attrs["task"] = group.attrs["task_ref"]  # what the cube held before: the import path alone

@@ -82,7 +82,7 @@ def test_mnist_missing_idx_files(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(builtin_tasks()))
 def test_builtin_figure_metric_and_levels_are_valid(name):
-    """The driver checks them only when a grid starts (grid.prepare_store): here for every task at once."""
+    """The driver checks them only when a grid starts (run.driver.prepare_store): here for every task at once."""
     cls = builtin_tasks()[name]
     levels = checked_levels(cls.figure_metric, cls.figure_levels)  # raises UserError when invalid
     assert levels == list(cls.figure_levels or DEFAULT_LEVELS)

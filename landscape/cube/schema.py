@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from landscape.errors import UserError
 
@@ -116,3 +119,19 @@ def validate_level(var: str, level: float) -> None:
         raise UserError(f"level {level:g} for {var} must lie strictly between 0 and 1")
     if not level > 0:
         raise UserError(f"level {level:g} for {var} must be positive")
+
+
+@dataclass
+class CellResult:
+    """One finished cell as a worker sends it back and the store writes it: a few KB."""
+
+    eval_steps: np.ndarray  # the cell's own eval steps (a subset of the cube's step coordinate)
+    curves: np.ndarray  # (len(CURVES), n_evals), NaN where not reached
+    layer_norms: np.ndarray  # (parameter groups, n_evals): norm of each Task.parameter_groups group
+    norm: float
+    steps: int
+    seconds: float
+    status: int
+    #: The task's ``extra_curves`` (name -> values at each eval) and ``extra_values``; empty for most tasks.
+    extra_curves: dict[str, np.ndarray] = field(default_factory=dict)
+    extra_values: dict[str, float] = field(default_factory=dict)

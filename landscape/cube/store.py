@@ -20,20 +20,17 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import dask.array as da
 import numpy as np
 import xarray as xr
 
 from landscape.cube.schema import (AXIS_ROLES, CURVES, KINDS, METRICS, SCHEMA_VERSION, STATUS_DIVERGED, STATUS_DONE,
-                                   STATUS_PENDING, TRANSITION, TRANSITION_DEFINITION, reference_metric)
+                                   STATUS_PENDING, TRANSITION, TRANSITION_DEFINITION, CellResult, reference_metric)
 from landscape.cube.verify import _damaged, _show, checksums, describe_damage, verify_cells
 from landscape.errors import StoreError, UserError, first_line
 from landscape.safeio import read_bounded
-
-if TYPE_CHECKING:  # the cube is read by torch-free code (plots, info); only the writer sees a CellResult
-    from landscape.train import CellResult
 
 _VAR_ATTRS: dict[str, dict[str, str]] = {
     "train_loss": {"long_name": "reduced training loss (final eval)", "units": "1"},
@@ -178,7 +175,7 @@ def create(path: str | Path, ds: xr.Dataset, overwrite: bool = False) -> None:
 
 
 #: Entries of a cube's folder besides one folder per variable: zarr's group metadata, and the
-#: write probe of grid.check_writable (left behind only by a driver killed in mid-probe).
+#: write probe of landscape.run.preflight.check_writable (left behind only by a driver killed in mid-probe).
 _CUBE_FILES = (".zattrs", ".zgroup", ".zmetadata")
 PROBE_PREFIX = ".landscape-probe-"
 #: Largest metadata file (.zattrs, .zarray, .zmetadata) a reader reads: a cube of 10^5 cells has ~100 kB.

@@ -10,35 +10,18 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 
-from landscape.cube.schema import CURVES, STATUS_DIVERGED, STATUS_DONE
+from landscape.cube.schema import CURVES, STATUS_DIVERGED, STATUS_DONE, CellResult
 from landscape.spec import TrainConfig
 from landscape.tasks.base import Split, Task
 
 #: Steps between progress reports (a report costs microseconds; the bar moves within a second).
 PROGRESS_EVERY = 32
 _NORM = CURVES.index("norm")
-
-
-@dataclass
-class CellResult:
-    """What a worker sends back: a few KB per cell."""
-
-    eval_steps: np.ndarray  # the cell's own eval steps (a subset of the cube's step coordinate)
-    curves: np.ndarray  # (len(CURVES), n_evals), NaN where not reached
-    layer_norms: np.ndarray  # (parameter groups, n_evals): norm of each Task.parameter_groups group
-    norm: float
-    steps: int
-    seconds: float
-    status: int
-    #: The task's ``extra_curves`` (name -> values at each eval) and ``extra_values``; empty for most tasks.
-    extra_curves: dict[str, np.ndarray] = field(default_factory=dict)
-    extra_values: dict[str, float] = field(default_factory=dict)
 
 
 class Backend(Protocol):

@@ -1,4 +1,5 @@
-"""What a grid may cost, checked before a store is created; each refusal is one line naming the value.
+"""Checks before a store is created, each refusal one line naming the value: where the cube goes
+(``resolve_out``, ``check_writable``), what the task's outputs look like, and what a grid may cost:
 
 - Norms: w = alpha w0 must be a finite number in the training dtype.
 - Evals: at most MAX_EVALS per cell; every eval records every curve, so ``train.steps = 10^12``
@@ -16,19 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 import torch
 
-from landscape.dtypes import torch_dtype
-from landscape.errors import UserError
+from landscape import cube
 from landscape.cube.schema import CURVES
+from landscape.dtypes import torch_dtype
+from landscape.errors import UserError, task_errors
 from landscape.spec import EvalConfig, Spec, TrainConfig
 from landscape.tasks import Split, Task
-from landscape.train import EVAL_CHUNK, cell_steps, full_batch, steps_per_epoch
+from landscape.train import EVAL_CHUNK, cell_steps, check_task_outputs, full_batch, steps_per_epoch
 
 #: Most evals of one cell (its curves' length).
 MAX_EVALS = 100_000
@@ -112,7 +117,7 @@ def check_cube_memory(spec: Spec, task: Task, sizes: dict[Any, int]) -> None:
 
 
 def _size_dependent(spec: Spec) -> bool:
-    """Whether a cell's steps and evals depend on its training-set size (as in grid.schedules)."""
+    """Whether a cell's steps and evals depend on its training-set size (as in plan.schedules)."""
     return spec.train.epochs != 0 or spec.eval.every == "epoch"
 
 
@@ -173,3 +178,45 @@ def _parameter_groups(task: Task) -> int:
 
 def _gib(size: float) -> str:
     return f"{size / _GIB:.1f} GiB"
+
+
+#: Files that make a folder a zarr store (format 2 group or array, format 3).
+ZARR_MARKS = (".zgroup", ".zarray", "zarr.json")
+
+
+def resolve_out(out: str | Path) -> Path:
+    """``--out`` as an absolute path with ``..`` and symlinks resolved: what --overwrite may replace
+    is decided on the real folder, and aliases of one cube share one lock."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise UserError(f"--out {out!r} should name the cube's folder, e.g. results/mnist.zarr")
+    path = Path(os.path.realpath(out))
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise UserError(f"--out {out} is the working directory or a folder above it; "
+                        "name the cube's own folder, e.g. results/mnist.zarr")
+    store = next((p for p in path.parents if any((p / name).exists() for name in ZARR_MARKS)), None)
+    if store is not None:  # a cube inside a store would become part of it, and that store no cube of ours
+        raise UserError(f"--out {out} is inside the zarr store {store}; put the cube beside it, not in it")
+    return path
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any training if the cube could not be written (probing beats os.access as root)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a zarr directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for where in (out.parent, out) if out.exists() else (out.parent,):
+            tempfile.TemporaryDirectory(dir=where, prefix=cube.PROBE_PREFIX).cleanup()
+    except OSError as e:
+        raise UserError(f"--out {out} is not writable: {e.strerror or e}") from None
+
+
+def check_run(spec: Spec, task: Task, w: Sequence[float], out: Path, overwrite: bool) -> None:
+    """Everything a grid is checked for before training starts: its cost, the path of its cube,
+    the task's outputs on its default init, and that the cube can be written."""
+    check(spec, task, w)
+    cube.check_replaceable(out, overwrite)
+    with task_errors(spec.task_class, "evaluating its default init in the driver"):
+        check_task_outputs(task, task.data(spec.axis_values[0]), spec.train.dtype)
+    check_writable(out)

@@ -36,7 +36,7 @@ _HOLDER = re.compile(r"(?:landscape driver )?(PID \d+ on .*)", re.S)
 def cube_lock(out: Path) -> Iterator[None]:
     """Hold the cube's lock for the duration of the block, or refuse with the holder's PID.
 
-    ``out`` should be resolved (grid.resolve_out): aliases of one cube then share one lock."""
+    ``out`` should be resolved (preflight.resolve_out): aliases of one cube then share one lock."""
     path = lock_path(out)
     fd = _acquire(path, out)
     try:
