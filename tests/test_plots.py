@@ -1,6 +1,4 @@
 """Figures and ``landscape plot`` on synthetic cubes: scales, labels, contours, files, partial cubes, bad input."""
-import ast
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -20,7 +18,6 @@ from plots.render import KINDS
 from plots.style import PALETTE
 from plots.thumb import thumb_figure
 from plots.timescales import times_figure
-from tests.conftest import ROOT
 from tests.synthetic import ALPHA, LOSS_LEVELS, N, dynamics_cube, loss_cube, make_cube, thumb_err, thumb_loss
 
 SHAPE = (len(ALPHA), len(N))
@@ -181,29 +178,6 @@ def test_cli_plot_missing_variable(tmp_path, capsys):
     assert main(["plot", str(path), "--out", str(tmp_path / "figs")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "no variable 'test_err'" in lines[0]
-
-
-def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    return {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
-        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-
-
-MINE = ["plots/__init__.py", "plots/style.py", "plots/lu.py", "plots/thumb.py", "plots/goldilocks.py",
-        "plots/render.py", "landscape/read/analysis.py", "plots/messiness.py", "landscape/read/trajectory.py"]
-#: The torch-free landscape modules plots may use (each is checked here or in its own tests).
-TORCH_FREE = ("landscape.read.analysis", "landscape.errors", "landscape.cube.schema", "landscape.read.dynamics",
-              "landscape.read.trajectory", "landscape.read.dichotomy")
-
-
-@pytest.mark.parametrize("path", [ROOT / p for p in MINE], ids=lambda p: p.name)
-def test_plots_and_analysis_read_cubes_only(path):
-    """No torch, no training code (so none of it comes in transitively either), no pyplot global state."""
-    for module in imported_modules(path):
-        assert module.split(".")[0] != "torch", module
-        assert module != "matplotlib.pyplot", module
-        if module.startswith("landscape"):
-            assert module in TORCH_FREE, module
 
 
 def test_figures_leave_global_rc_untouched():
