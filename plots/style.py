@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 
-from landscape.read.analysis import STATUS_DIVERGED, STATUS_PENDING
+from landscape.cube.schema import STATUS_DIVERGED, STATUS_PENDING
 
 #: Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")

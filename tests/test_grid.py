@@ -1,6 +1,5 @@
 """End-to-end grids through the CLI: schema, resume, spec mismatch, dask backend."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,8 +8,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from landscape.run.driver import STOP_AFTER_ENV, run_grid
+from landscape.run.driver import run_grid
 from landscape.cli import main
+from tests.stop_after import SCRIPT
 
 
 def run_cli(*args: str) -> int:
@@ -73,8 +73,7 @@ def test_interrupted_grid_resumes_without_recomputing(tiny_spec, tmp_path, sig):
     out = tmp_path / "ts.zarr"
     cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(out), "--jobs", "1", "--quiet",
            "--set", "train.max_batch_cells=1"]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                           env={**os.environ, STOP_AFTER_ENV: f"2:{sig}"})
+    first = subprocess.run([sys.executable, SCRIPT, f"2:{sig}", *cmd[1:]], capture_output=True, text=True, timeout=600)
     if sig == "INT":
         assert first.returncode == 130, first.stderr
         assert "2/6 cells are stored" in first.stderr and "rerun the same command to resume" in first.stderr
@@ -100,9 +99,9 @@ def test_resumed_grid_equals_an_uninterrupted_one(tiny_spec, tmp_path):
     args = ["--jobs", "1", "--quiet", "--set", "train.max_batch_cells=2",
             "--set", "axes.alpha=[0.5, 1.0, 2.0, 4.0]", "--set", "axes.N=[20, 40, 60, 80]"]
     assert run_cli("grid", tiny_spec, "--out", whole, *args) == 0
-    env = {**os.environ, STOP_AFTER_ENV: "3"}  # mid-way through the second batch of two
-    cmd = [sys.executable, "-m", "landscape", "grid", str(tiny_spec), "--out", str(resumed), *args]
-    assert subprocess.run(cmd, capture_output=True, timeout=600, env=env).returncode == 130
+    # Interrupted mid-way through the second batch of two.
+    cmd = [sys.executable, SCRIPT, "3", "-m", "landscape", "grid", str(tiny_spec), "--out", str(resumed), *args]
+    assert subprocess.run(cmd, capture_output=True, timeout=600).returncode == 130
     assert int((xr.open_zarr(resumed)["status"].values == 1).sum()) == 3
     assert run_cli("grid", tiny_spec, "--out", resumed, *args) == 0
     a, b = xr.open_zarr(whole), xr.open_zarr(resumed)

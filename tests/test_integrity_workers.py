@@ -3,6 +3,7 @@ ends the grid in one line, SIGTERM and a killed driver leave no workers behind, 
 inputs, and an outside task's errors()/loss() of the wrong shape are refused."""
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import re
@@ -20,7 +21,7 @@ import torch
 import xarray as xr
 
 from landscape import cube
-from landscape.run.driver import STOP_AFTER_ENV, run_grid
+from landscape.run.driver import run_grid
 from landscape.cli import main
 from landscape.data import imdb
 from landscape.data.mnist import load_mnist
@@ -31,6 +32,7 @@ from landscape.tasks.teacher_student import TeacherStudent, TeacherStudentOption
 from landscape.train import train_cell, train_cells
 from tests.imdb_files import synthetic_reviews, write_csv, write_npz
 from tests.mnist_files import write_fake_mnist
+from tests.stop_after import SCRIPT, after
 from tests.test_integrity import edit_attrs
 
 
@@ -134,8 +136,11 @@ every = {every}
 """
 
 
-def landscape_cli(*args: str | Path, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "landscape", *map(str, args)], stdout=subprocess.PIPE,
+def landscape_cli(*args: str | Path, env: dict[str, str] | None = None, stop: str | None = None,
+                  **kw) -> subprocess.Popen:
+    """``landscape ARGS`` in a subprocess; ``stop`` ("K[:SIG]", tests/stop_after.py) signals it after K written cells."""
+    return subprocess.Popen([sys.executable, *([SCRIPT, stop] if stop else []), "-m", "landscape", *map(str, args)],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kw)
 
 
@@ -233,7 +238,7 @@ def test_sigterm_keeps_the_finished_cells_and_resumes(tmp_path):
     spec.write_text(GRID.format(task="teacher-student", steps=4, every=2))
     out = tmp_path / "s.zarr"
     args = ("grid", spec, "--out", out, "--jobs", "1", "--quiet")
-    code, err = finish(landscape_cli(*args, env={STOP_AFTER_ENV: "2:TERM"}))
+    code, err = finish(landscape_cli(*args, stop="2:TERM"))
     assert code == 143 and err.strip() == (f"terminated (SIGTERM): 2/4 cells are stored in {out}; "
                                            "rerun the same command to resume")
     assert (xr.open_zarr(out)["status"].values == 1).sum() == 2
@@ -258,9 +263,9 @@ every = 1
 
 
 def _interrupted_after_one_cell(monkeypatch, *args: str | Path) -> None:
-    monkeypatch.setenv(STOP_AFTER_ENV, "1")
-    assert main(["grid", *map(str, args), "--jobs", "1", "--quiet"]) == 130
-    monkeypatch.delenv(STOP_AFTER_ENV)
+    with monkeypatch.context() as patch:
+        patch.setattr("landscape.run.driver.run_grid", functools.partial(run_grid, on_cell_written=after(1)))
+        assert main(["grid", *map(str, args), "--jobs", "1", "--quiet"]) == 130
 
 
 def _refusal(capsys, *args: str | Path) -> str:
@@ -314,7 +319,7 @@ def test_resume_refuses_an_outside_task_whose_model_changed(tmp_path, fingerprin
     spec.write_text(GRID.format(task="width_task:WidthTask", steps=4, every=2))
     env = {"PYTHONPATH": str(tmp_path)}
     args = ("grid", spec, "--out", out, "--jobs", "1", "--quiet")
-    code, err = finish(landscape_cli(*args, env={**env, STOP_AFTER_ENV: "1"}))
+    code, err = finish(landscape_cli(*args, env=env, stop="1"))
     assert code == 130, err
     if not fingerprinted:
         edit_attrs(out, lambda a: a.pop("fingerprint"))

@@ -13,9 +13,9 @@ import pytest
 import xarray as xr
 
 from landscape import cube
-from landscape.run.driver import Interrupted, STOP_AFTER_ENV
+from landscape.run.driver import Interrupted, run_grid
 from landscape.run.plan import plan_batches
-from landscape.run.driver import run_grid
+from tests.stop_after import SCRIPT, after
 
 #: Variables that differ between two runs of one cell by design: wall time, and the checksum over it.
 _TIMINGS = ("seconds", "checksum")
@@ -47,10 +47,8 @@ def test_a_cube_planned_per_jobs_resumes_with_its_own_plan(tiny_spec, tmp_path, 
 
     out = tmp_path / "old.zarr"
     overrides = ["axes.alpha=[0.5, 1.0, 2.0, 4.0]", "axes.N=[20, 40, 60, 80]"]
-    monkeypatch.setenv(STOP_AFTER_ENV, "3")
     with pytest.raises(Interrupted):
-        run_grid(tiny_spec, out, overrides=overrides, jobs=1, progress=False)
-    monkeypatch.delenv(STOP_AFTER_ENV)
+        run_grid(tiny_spec, out, overrides=overrides, jobs=1, progress=False, on_cell_written=after(3))
     # As the planner per --jobs left it for --jobs 1: batches of 8, and the job count in the attrs.
     zarr.open_group(str(out), mode="r+").attrs.update({"batch_cells": 8, "batch_plan_jobs": 1})
     zarr.consolidate_metadata(str(out))
@@ -116,8 +114,8 @@ def test_a_resume_by_the_other_route_of_one_class_succeeds(script_task, first):
     api = [sys.executable, "usertask.py", out]
     cli = [sys.executable, "-m", "landscape", "grid", "spec.toml", "--out", out, "--jobs", "1", "--quiet"]
     runs = (api, cli) if first == "api" else (cli, api)
-    stop = {**os.environ, STOP_AFTER_ENV: "2"}
-    interrupted = subprocess.run(runs[0], cwd=script_task, capture_output=True, text=True, timeout=600, env=stop)
+    interrupted = subprocess.run([sys.executable, SCRIPT, "2", *runs[0][1:]], cwd=script_task, capture_output=True,
+                                 text=True, timeout=600)
     assert interrupted.returncode != 0 and int((xr.open_zarr(out)["status"].values == 1).sum()) == 2
     resumed = subprocess.run(runs[1], cwd=script_task, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
@@ -137,8 +135,9 @@ def test_a_cube_made_before_task_ref_still_resumes_and_shows_its_task(script_tas
     import zarr
 
     out = script_task / "c.zarr"
-    stop = {STOP_AFTER_ENV: "2"}
-    assert _cli("grid", "spec.toml", "--out", str(out), "--jobs", "1", "--quiet", cwd=script_task, env=stop).returncode
+    stopped = subprocess.run([sys.executable, SCRIPT, "2", "-m", "landscape", "grid", "spec.toml", "--out", str(out),
+                              "--jobs", "1", "--quiet"], cwd=script_task, capture_output=True, text=True, timeout=600)
+    assert stopped.returncode
     group = zarr.open_group(str(out), mode="r+")
     group.attrs["task"] = group.attrs["task_ref"]  # what the cube held before: the import path alone
     del group.attrs["task_ref"]

@@ -23,9 +23,8 @@ import numpy as np
 import xarray as xr
 
 from landscape.errors import UserError
-from landscape.cube.schema import (FIGURE_METRICS, KIND_LANDSCAPE, ROLE_REPRESENTATION, axis_role, checked_levels,
-                                   cube_kind, validate_level)
-from landscape.cube.schema import METRICS, STATUS_DIVERGED, STATUS_DONE, STATUS_PENDING  # noqa: F401 (re-exported)
+from landscape.cube.schema import (FIGURE_METRICS, KIND_LANDSCAPE, METRICS, ROLE_REPRESENTATION, STATUS_DIVERGED,
+                                   STATUS_DONE, STATUS_PENDING, axis_role, checked_levels, cube_kind, validate_level)
 
 #: Test error at or below which a cell counts as generalizing, for the Goldilocks zone.
 GOLDILOCKS_THRESHOLD = 0.2

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import xarray as xr
 
-from landscape.read.analysis import STATUS_DONE, critical_norm, goldilocks_zone, seed_summary
+from landscape.cube.schema import STATUS_DONE
+from landscape.read.analysis import critical_norm, goldilocks_zone, seed_summary
 from landscape.errors import UserError
 from landscape.cube.schema import task_ref
 

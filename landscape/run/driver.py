@@ -20,7 +20,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -64,9 +64,6 @@ from landscape.train import (
 )
 from landscape.train.probe import decide
 
-#: Environment variable of the test suite: interrupt the driver after it has written k cells,
-#: as "k" (Ctrl-C) or "k:KILL" (any signal name): a deterministic place to interrupt a grid.
-STOP_AFTER_ENV = "LANDSCAPE_STOP_AFTER_CELLS"
 
 
 #: Torch threads per worker when --threads is not given (default: cores // jobs). Threads are fixed
@@ -250,6 +247,7 @@ def run_grid(
     data_dir: str | None = None,
     progress: bool = True,
     accept_versions: bool = False,
+    on_cell_written: Callable[[tuple[int, ...]], None] | None = None,
 ) -> RunSummary:
     """Compute every pending cell of a grid into the cube at ``out``; rerunning resumes.
 
@@ -260,7 +258,8 @@ def run_grid(
     ``accept_versions`` resumes a cube computed with other torch or landscape versions (the data,
     the task's code and w0 must still match: landscape.run.fingerprint).
     ``device`` is auto (CUDA when available), cpu, cuda or cuda:N; on dask each worker resolves it
-    on its own machine (see ``worker_device``).
+    on its own machine (see ``worker_device``). ``on_cell_written`` is called with the index of each
+    cell (along ``spec.cell_dims``) once it is stored, e.g. to interrupt a grid at a known place.
     """
     out = resolve_out(out)
     for name, value in (("jobs", jobs), ("threads", threads)):
@@ -298,13 +297,14 @@ def run_grid(
                 _check_workers_import(executor.client, _task_ref(spec))
             threads = 1 if backend == "dask" else threads or _env_threads() or max(1, cores // jobs)
             return _run(spec, the_task, out, overwrite, executor, threads, device, steps_of, progress,
-                        accept_versions)
+                        accept_versions, on_cell_written)
         finally:
             executor.close(interrupted=sys.exc_info()[0] is not None)
 
 
 def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor, threads: int, device: str,
-         steps_of: Mapping[Any, np.ndarray], progress: bool, accept_versions: bool) -> RunSummary:
+         steps_of: Mapping[Any, np.ndarray], progress: bool, accept_versions: bool,
+         on_cell_written: Callable[[tuple[int, ...]], None] | None) -> RunSummary:
     with task_errors(type(task), "probing whether its cells train batched, before the cube is made"):
         plan = prepare_store(spec, task, out, overwrite, device, steps_of, accept_versions)
     stored = cube.open_cube(out)
@@ -319,7 +319,6 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     evals = stored["step"].values
     total = status.size
     budget = sum(int(steps_of[c.value][-1]) for b in batches for c in b)
-    stop_after = _stop_after()
     bar = Bar(budget, total, already_done, task.name, progress)
     channel = executor.channel(bar)
     calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.batching.batched, channel.report(),
@@ -335,8 +334,8 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
                     pending.discard(cell.index)
                 ran += 1
                 bar.cell_written()
-                if stop_after and ran == stop_after[0]:
-                    os.kill(os.getpid(), stop_after[1])
+                if on_cell_written is not None:
+                    on_cell_written(cell.index)
     except KeyboardInterrupt as e:
         quiet_threads()
         raise Interrupted(out, total - len(pending), total, isinstance(e, Terminated)) from None
@@ -401,10 +400,3 @@ def _env_threads() -> int:
         raise UserError(f"{THREADS_ENV}={text!r} should be a positive integer")
     return int(text)
 
-
-def _stop_after() -> tuple[int, int] | None:
-    text = os.environ.get(STOP_AFTER_ENV)
-    if not text:
-        return None
-    count, _, name = text.partition(":")
-    return int(count), getattr(signal, f"SIG{name or 'INT'}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from landscape.errors import first_line
 from landscape.spec import EvalConfig, Spec
 from landscape.tasks.base import Split, Task
 from landscape.train import train_cell
@@ -90,7 +91,7 @@ def _probe(task: Task, spec: Spec, split: Split, random: bool, w0: float) -> Bat
             batched = train_cells(task, [tiny, tiny], [w, w], [seed, seed], train, evalc, measured=False)
     except Exception as e:  # whatever vmap or the model raises: the reason is the message
         return Batching(False, f"the model does not run batched under torch.func.vmap: "
-                               f"{type(e).__name__}: {_first_line(e)}", random)
+                               f"{type(e).__name__}: {first_line(e)}", random)
     worst = max(_relative_difference(alone.curves, b.curves) for b in batched)
     if not worst <= PROBE_RTOL:
         return Batching(False, f"batched and per-cell results differ by {worst:.2g} (relative) after 2 steps", random)
@@ -103,7 +104,3 @@ def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
         return 0.0 if np.array_equal(np.isfinite(a), np.isfinite(b)) else np.inf
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-6)))
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else "no message"
