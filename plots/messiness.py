@@ -68,10 +68,12 @@ def maps_figure(cube: xr.Dataset, boundary: float = DEFAULT_BOUNDARY, smooth: fl
     if not no_boundary:
         handles.append(Line2D([], [], color=_BOUNDARY_COLOR, ls="--",
                               label=f"region I/II boundary: train loss = {boundary:g}"))
-    handles += [Line2D([], [], color="0.2", marker=r"$\rightarrow$", ls="none", ms=10, label=r"$-\nabla l_{train}$ in the plotted (log w, m) plane, length ∝ |∇l|$^{1/3}$"),
+    handles += [Line2D([], [], color="0.2", marker=r"$\rightarrow$", ls="none", ms=10,
+                       label=r"$-\nabla l_{train}$ in the plotted (log w, m) plane, length ∝ |∇l|$^{1/3}$"),
                 Line2D([], [], **{**_STAR, "ms": 13}, label="generalizing solution (min test loss)")]
     if paths:
-        handles.append(Line2D([], [], color="black", marker="o", mfc="white", label="reduced trajectory (start ○, generalizes ◆)"))
+        handles.append(Line2D([], [], color="black", marker="o", mfc="white",
+                              label="reduced trajectory (start ○, generalizes ◆)"))
     add_legend(fig, handles, ncols=2)
     set_title(fig, cube, "reduced loss over norm and representation messiness", note=_fixed_note(cube, smooth))
     return fig
@@ -151,8 +153,10 @@ def boundaries_figure(cubes: Sequence[xr.Dataset], level: float = DEFAULT_BOUNDA
         handles.append(Line2D([], [], color=color, marker="*", ms=11, mec="white",
                               label=label + (f" (no contour: {missing})" if missing else "")))
     first = cubes[0]
-    _frame(ax, first, log_edges(first["w"].values), _linear_edges(representation_maps(first)[AXIS].values.astype(float)))
-    handles.append(Line2D([], [], color="0.3", marker="*", ls="none", ms=11, label="generalizing solution (min test loss) of each"))
+    m_edges = _linear_edges(representation_maps(first)[AXIS].values.astype(float))
+    _frame(ax, first, log_edges(first["w"].values), m_edges)
+    handles.append(Line2D([], [], color="0.3", marker="*", ls="none", ms=11,
+                          label="generalizing solution (min test loss) of each"))
     add_legend(fig, handles, ncols=3)
     same = len({c.attrs["data_source"] for c in cubes}) == 1
     shown = first if same else first.assign_attrs(data_source=f"{len(cubes)} cubes, first: {first.attrs['data_source']}")

@@ -72,7 +72,8 @@ def compare(a: Path, b: Path) -> str:
 def section_quick(tmp: Path) -> None:
     print(f"1. quick specs, --device {DEVICE} against --device cpu")
     corpus = tmp / "imdb"
-    subprocess.run([sys.executable, "-m", "tests.imdb_files", str(corpus), "2000"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "tests.imdb_files", str(corpus), "2000"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
     for name, spec, overrides in QUICK[:2] if SMOKE else QUICK:
         extra = ["--data-dir", str(corpus)] if name.startswith("imdb") else []
         try:

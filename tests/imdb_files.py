@@ -61,9 +61,10 @@ def synthetic_reviews(n: int, seed: int = 0, mean_words: float = 230, neutral: i
         size = int(np.clip(rng.lognormal(np.log(mean_words) - 0.18, 0.6), 8, 2000))
         kind = rng.random(size)
         pool = np.where(rng.random(size) < purity, label, 1 - label)
-        tokens = np.where(kind < 0.45, rng.choice(stops, size),
-                          np.where(kind < 0.45 + rate, np.choose(pool, [rng.choice(p, size, p=zipf_sentiment / zipf_sentiment.sum()) for p in pools]),
-                                   rng.choice(plain, size, p=zipf / zipf.sum())))
+        stop_words = rng.choice(stops, size)  # drawn in this order: the corpus of a seed stays the same
+        sentiment = np.choose(pool, [rng.choice(p, size, p=zipf_sentiment / zipf_sentiment.sum()) for p in pools])
+        plain_words = rng.choice(plain, size, p=zipf / zipf.sum())
+        tokens = np.where(kind < 0.45, stop_words, np.where(kind < 0.45 + rate, sentiment, plain_words))
         rating = int(rng.integers(7, 11) if label else rng.integers(1, 5))
         reviews.append(Review(_dress(tokens, rng, rating), label, rating))
     return reviews

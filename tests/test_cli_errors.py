@@ -177,7 +177,8 @@ def test_bare_command_lists_the_commands(capsys):
     ("eval.points=1000000000000", "eval.points = 1,000,000,000,000 is more than the limit of 100,000"),
     ('train.epochs="1000000000000/N"', "evals per cell at N = 20, more than the limit of 100,000"),
     ("axes.N=[1000000000]", "axes.N = 1000000000: one cell needs at least"),
-    ("axes.alpha={logspace = [-1, 1, 60000]}", "the grid has 120,000 cells (60,000 alpha x 2 N x 1 seed), more than the limit of 100,000"),
+    ("axes.alpha={logspace = [-1, 1, 60000]}",
+     "the grid has 120,000 cells (60,000 alpha x 2 N x 1 seed), more than the limit of 100,000"),
     ("axes.alpha={linspace = [1, 2, 1000000000]}", "axes.alpha.linspace: 1,000,000,000 values, more than a grid's 100,000 cells"),
 ])
 def test_nonsense_is_refused_before_a_store(capsys, tiny_spec, tmp_path, override, match):

@@ -23,19 +23,8 @@ from landscape.data import imdb
 from landscape.errors import UserError
 from landscape.run.lock import cube_lock, lock_path
 from tests.mnist_files import write_fake_mnist, write_idx
+from tests.test_integrity import ARGS, SPEC  # the tiny 2-cell grid of the first integrity round
 
-SPEC = """
-task = "teacher-student"
-[axes]
-alpha = [1.0, 2.0]
-N = [20]
-[train]
-steps = 4
-max_batch_cells = 1
-[eval]
-every = 2
-"""
-ARGS = ["--jobs", "1", "--quiet"]
 
 
 @pytest.fixture(scope="module")

@@ -158,14 +158,17 @@ def failing_spec(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-@pytest.mark.parametrize("mode,says", [("exit", "the task called sys.exit(None) while training cell (w="),
-                                       ("raise", "task 'failing' failed on cell (w=")])
-def test_a_task_that_exits_or_raises_fails_the_grid_naming_the_cell(failing_spec, tmp_path, jobs, mode, says):
+@pytest.mark.parametrize("mode,says,exit_code", [
+    ("exit", "the task called sys.exit(None) while training cell (w=", 1),  # a worker failure
+    ("raise", "task 'failing' raised RuntimeError: broken task (training cell (w=", 2),  # the task's own error
+])
+def test_a_task_that_exits_or_raises_fails_the_grid_naming_the_cell(failing_spec, tmp_path, jobs, mode, says,
+                                                                     exit_code):
     out = tmp_path / "f.zarr"
     code, err = finish(landscape_cli("grid", failing_spec, "--out", out, "--jobs", jobs, "--quiet",
                                      env={"FAIL_MODE": mode, "PYTHONPATH": str(tmp_path)}))
     lines = err.strip().splitlines()
-    assert code == 1 and len(lines) == 1, err
+    assert code == exit_code and len(lines) == 1, err
     assert says in lines[0] and "N=" in lines[0] and "seed=0)" in lines[0]
     assert "0/4 cells are stored, rerun the same command to resume" in lines[0]
 

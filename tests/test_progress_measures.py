@@ -140,7 +140,8 @@ def test_effective_rank_matches_roy_and_vetterli():
     for m, value in zip(mats, batched):
         assert float(value) == pytest.approx(ref_effective_rank(m.numpy()), rel=1e-10)
     assert float(batched[1]) == pytest.approx(1.0, abs=1e-6)  # rank one
-    assert float(effective_rank(torch.diag(torch.tensor([3.0, 1.0])))) == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert float(effective_rank(torch.diag(torch.tensor([3.0, 1.0])))) == pytest.approx(math.exp(entropy))
     assert float(effective_rank(torch.eye(6))) == pytest.approx(6.0)
     assert float(effective_rank(torch.zeros(3, 3))) == 0.0
 

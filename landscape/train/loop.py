@@ -123,6 +123,7 @@ def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarr
                 break
             backend.keep(~leaving)
     return [CellResult(eval_steps=evals, curves=curves[i], layer_norms=layer_norms[i],
-                       norm=float(curves[i, _NORM, last[i]]), steps=int(steps[i]), seconds=float(seconds[i]), status=int(status[i]),
+                       norm=float(curves[i, _NORM, last[i]]), steps=int(steps[i]), seconds=float(seconds[i]),
+                       status=int(status[i]),
                        extra_curves=dict(zip(names, extra[i])),
                        extra_values=task.measure_extra_values(splits[i]) if measured else {}) for i in range(count)]
