@@ -7,7 +7,7 @@ this machine; nothing is compared against figures from elsewhere. Sections:
 2. Reference loop vs engine, 1 thread, the same MNIST cells and steps. The reference is written
    the plain way, like the Omnigrok notebooks: torch DataLoader, AdamW(foreach=False), the
    global norm summed in Python and the rescale looped over the parameters. The engine is the
-   grid's worker function (``run_batch``: one batch, trained vectorized).
+   grid's worker function (``train_cell_batch``: one cell batch, trained stacked).
 3. Achieved GFLOP/s of the engine (matmul FLOPs counted by torch's FlopCounterMode) against the
    peaks of section 1, and its matmul kernels alone (profiler self time, counted by name over one
    whole profiled run and checked to add up within that run's CPU time; "not measured" when they
@@ -45,8 +45,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from landscape.run.driver import run_grid
-from landscape.run.plan import AUTO_BATCH_CELLS, Cell, all_cells, default_init_norm, norm_values, plan_batches, schedules
-from landscape.run.worker import run_batch
+from landscape.run.plan import AUTO_BATCH_CELLS, Cell, all_cells, default_init_norm, norm_values, plan_cell_batches, schedules
+from landscape.run.worker import train_cell_batch
 from landscape.read.analysis import paired_comparison
 from landscape.spec import EvalConfig, Spec, TrainConfig, load_spec
 from landscape.tasks.base import Split, Task
@@ -225,8 +225,8 @@ def path_rates(spec: Spec) -> tuple[float, float]:
     work = len(cells) * spec.train.steps
     best = [math.inf, math.inf]
     for _ in range(3):
-        for i, batched in enumerate((False, True)):
-            cpu = wall_and_cpu(lambda: run_batch(spec.task, spec.to_dict(), None, cells, 1, batched=batched))[1]
+        for i, stacked in enumerate((False, True)):
+            cpu = wall_and_cpu(lambda: train_cell_batch(spec.task, spec.to_dict(), None, cells, 1, stacked=stacked))[1]
             best[i] = min(best[i], cpu)
     return work / best[0], work / best[1]
 
@@ -248,7 +248,7 @@ def wall_and_cpu(fn) -> tuple[float, float]:
 def worker(spec_dict: dict, cells: list[Cell], threads: int) -> tuple[int, int, float]:
     """The grid's worker function, plus this process's id and peak RSS (bytes)."""
     t = time.perf_counter()
-    run_batch(spec_dict["task"], spec_dict, None, cells, threads, batched=True)
+    train_cell_batch(spec_dict["task"], spec_dict, None, cells, threads, stacked=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     return os.getpid(), rss, time.perf_counter() - t
 
@@ -297,10 +297,10 @@ def main() -> None:
             reference_cell(task, splits[c.value], c.w, c.seed, spec.train, spec.eval)
 
     def engine():
-        run_batch(spec.task, spec.to_dict(), None, cells, 1, batched=True)
+        train_cell_batch(spec.task, spec.to_dict(), None, cells, 1, stacked=True)
 
     warm = dataclasses.replace(spec, train=dataclasses.replace(spec.train, steps=5))
-    run_batch(warm.task, warm.to_dict(), None, cells, 1, batched=True)  # first-call costs (vmap tracing, task build)
+    train_cell_batch(warm.task, warm.to_dict(), None, cells, 1, stacked=True)  # first-call costs (vmap tracing, task build)
     reference_cell(task, splits[cells[0].value], cells[0].w, 0, warm.train, warm.eval)
     ref, eng = np.full(2, math.inf), np.full(2, math.inf)  # best (wall, cpu) seconds
     for _ in range(3):  # interleaved, best of three: a busy neighbour hurts both alike
@@ -337,7 +337,7 @@ def main() -> None:
     spec2 = load_spec(SPEC, THROUGHPUT + ["axes.seed=[0, 1, 2, 3]"])
     cells2 = all_cells(spec2, norm_values(spec2, w0), (len(spec2.norm_values), len(spec2.axis_values),
                                                                  len(spec2.seeds)))
-    batches = plan_batches(spec2, cells2, AUTO_BATCH_CELLS["cpu"] // 2, False, schedules(spec2, task))
+    batches = plan_cell_batches(spec2, cells2, AUTO_BATCH_CELLS["cpu"] // 2, False, schedules(spec2, task))
     work2 = flops(task, spec2, cells2)
     steps2 = len(cells2) * spec2.train.steps
     parallel(warm, [b[:2] for b in batches[:CORES]], CORES, 1)  # start the workers, build the task in each
@@ -391,14 +391,14 @@ def main() -> None:
     print("\n6. batched vs per-cell path, 1 thread, same cells and steps (cell-steps per CPU second, best of 3)"
           + loadavg())
     for label, path, overrides in PATHS:
-        per_cell, batched = path_rates(load_spec(path, overrides))
-        print(row(label, f"{batched / per_cell:.2f}x", f"per-cell {per_cell:.0f}, batched {batched:.0f}"))
+        per_cell, stacked = path_rates(load_spec(path, overrides))
+        print(row(label, f"{stacked / per_cell:.2f}x", f"per-cell {per_cell:.0f}, batched {stacked:.0f}"))
 
     imdb_section()
 
     print("\n8. float64 against float32, section 2's engine batch, 1 thread" + loadavg())
     f64 = dataclasses.replace(spec, train=dataclasses.replace(spec.train, dtype="float64"))
-    seconds64 = min(wall_and_cpu(lambda: run_batch(f64.task, f64.to_dict(), None, cells, 1, batched=True))[1]
+    seconds64 = min(wall_and_cpu(lambda: train_cell_batch(f64.task, f64.to_dict(), None, cells, 1, stacked=True))[1]
                     for _ in range(2))
     print(row("float32, cell-steps per CPU s", f"{cell_steps / eng[1]:.0f}"))
     print(row("float64, cell-steps per CPU s", f"{cell_steps / seconds64:.0f}",

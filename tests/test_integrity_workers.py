@@ -107,7 +107,7 @@ from landscape.tasks.teacher_student import TeacherStudent
 def _training() -> bool:
     """Inside a grid batch (driver or worker), not the driver's preflight."""
     frame = sys._getframe()
-    while frame is not None and frame.f_code.co_name != "run_batch":
+    while frame is not None and frame.f_code.co_name != "train_cell_batch":
         frame = frame.f_back
     return frame is not None
 
@@ -415,8 +415,8 @@ def test_both_trainers_check_the_outputs_at_the_first_eval(cls, says, one_torch_
     train, evalc = TrainConfig(steps=2), EvalConfig(every=1)
     with pytest.raises(UserError, match=re.escape(says)):
         train_cell(task, split, 1.0, 0, train, evalc)
-    batched = says.replace("(20, 5)", "(2, 20, 5)").replace("(20,), not", "(2, 20), not")
-    with pytest.raises(UserError, match=re.escape(batched)):
+    stacked = says.replace("(20, 5)", "(2, 20, 5)").replace("(20,), not", "(2, 20), not")
+    with pytest.raises(UserError, match=re.escape(stacked)):
         train_cells(task, [split, split], [1.0, 2.0], [0, 0], train, evalc, "cpu")
 
 

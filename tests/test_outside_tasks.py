@@ -127,8 +127,8 @@ def test_dropout_batchnorm_batched_cells_match_their_per_cell_runs(bn_task, one_
     train = TrainConfig(optimizer="adam", lr=1e-2, batch_size=20, steps=30, dtype="float64")
     evalc = EvalConfig(every=10)
     splits, ws = [bn_task.data(60), bn_task.data(120)], [2.0, 6.0]
-    batched = train_cells(bn_task, splits, ws, [1, 1], train, evalc)
-    for split, w, result in zip(splits, ws, batched):
+    stacked = train_cells(bn_task, splits, ws, [1, 1], train, evalc)
+    for split, w, result in zip(splits, ws, stacked):
         alone = train_cell(bn_task, split, w, 1, train, evalc)
         np.testing.assert_allclose(result.curves, alone.curves, rtol=1e-9)
         np.testing.assert_allclose(result.layer_norms, alone.layer_norms, rtol=1e-9)
@@ -137,7 +137,7 @@ def test_dropout_batchnorm_batched_cells_match_their_per_cell_runs(bn_task, one_
 def test_probe_batches_dropout_batchnorm_models_one_seed_per_batch(bn_task, tmp_path):
     spec = load_spec(_write(tmp_path, BN_SPEC))
     decision = decide(bn_task, spec, default_init_norm(bn_task))
-    assert decision.batched and decision.random, decision
+    assert decision.stacked and decision.random, decision
     summary = landscape.run_grid(spec, tmp_path / "bn.zarr", jobs=1, progress=False,
                                  overrides=["axes.seed=[0, 1]"])
     ds = xr.open_zarr(tmp_path / "bn.zarr")
@@ -154,7 +154,7 @@ def test_a_model_vmap_cannot_run_falls_back_with_its_reason(tmp_path):
     spec = load_spec(_write(tmp_path, BN_SPEC))
     spec = dataclasses.replace(spec, task_class=ItemInForward)
     decision = decide(task, spec, default_init_norm(task))
-    assert not decision.batched and "vmap" in decision.reason, decision
+    assert not decision.stacked and "vmap" in decision.reason, decision
 
 
 class _Scaled(torch.nn.Module):

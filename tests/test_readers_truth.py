@@ -14,7 +14,7 @@ import xarray as xr
 
 from landscape import cube
 from landscape.run.driver import Interrupted, run_grid
-from landscape.run.plan import plan_batches
+from landscape.run.plan import plan_cell_batches
 from tests.stop_after import SCRIPT, after
 
 #: Variables that differ between two runs of one cell by design: wall time, and the checksum over it.
@@ -53,7 +53,7 @@ def test_a_cube_planned_per_jobs_resumes_with_its_own_plan(tiny_spec, tmp_path, 
     zarr.open_group(str(out), mode="r+").attrs.update({"batch_cells": 8, "batch_plan_jobs": 1})
     zarr.consolidate_metadata(str(out))
     sizes = []
-    monkeypatch.setattr("landscape.run.driver.plan_batches", lambda *a: sizes.append(a[2]) or plan_batches(*a))
+    monkeypatch.setattr("landscape.run.driver.plan_cell_batches", lambda *a: sizes.append(a[2]) or plan_cell_batches(*a))
     summary = run_grid(tiny_spec, out, overrides=overrides, jobs=2, progress=False)
     assert sizes == [8]
     assert (summary.already_done, summary.ran) == (3, 13)

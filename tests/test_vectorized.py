@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.run.plan import AUTO_BATCH_CELLS, all_cells, batch_cells, plan_batches, schedules
-from landscape.run.worker import run_batch
-from landscape.train.probe import Batching
+from landscape.run.plan import AUTO_BATCH_CELLS, all_cells, cell_batch_size, plan_cell_batches, schedules
+from landscape.run.worker import train_cell_batch
+from landscape.train.probe import BackendChoice
 from landscape.spec import EvalConfig, TrainConfig, load_spec
 from landscape.tasks import make_task
 from landscape.cube.schema import CURVES, STATUS_DIVERGED, STATUS_DONE
@@ -109,32 +109,32 @@ def test_cells_with_different_rows_per_step_are_refused(mnist):
         train_cells(mnist, [mnist.data(30), mnist.data(200)], [5.0, 5.0], [0, 0], MNIST_TRAIN, MNIST_EVAL)
 
 
-def test_plan_batches_groups_configs_and_caps_size(tiny_spec):
+def test_plan_cell_batches_groups_configs_and_caps_size(tiny_spec):
     spec = load_spec(tiny_spec, ["axes.alpha=[0.5, 1.0, 2.0, 4.0]", "axes.N=[20, 40, 80]", "axes.lr=[1e-3, 1e-2]"])
     task = spec.make_task()
     cells = all_cells(spec, [1.0, 2.0, 3.0, 4.0], (4, 3, 2, 1))
     steps_of = schedules(spec, task)
-    batches = plan_batches(spec, cells, 5, False, steps_of)
+    batches = plan_cell_batches(spec, cells, 5, False, steps_of)
     assert sorted(c.index for b in batches for c in b) == sorted(c.index for c in cells)
     for b in batches:
         assert 1 <= len(b) <= 5
         assert len({c.settings["lr"] for c in b}) == 1  # one training config per batch
         values = [c.value for c in b]
         assert values == sorted(values)  # ordered by the task's axis: few data sets per batch
-    assert plan_batches(spec, cells, 1, False, steps_of) == [[c] for c in cells]
-    batched = Batching(True, "probe")
-    assert batch_cells(spec, batched, len(cells), "cpu") == min(AUTO_BATCH_CELLS["cpu"], 3)
+    assert plan_cell_batches(spec, cells, 1, False, steps_of) == [[c] for c in cells]
+    stacked = BackendChoice(True, "probe")
+    assert cell_batch_size(spec, stacked, len(cells), "cpu") == min(AUTO_BATCH_CELLS["cpu"], 3)
     capped = dataclasses.replace(spec, train=dataclasses.replace(spec.train, max_batch_cells=2))
-    assert batch_cells(capped, batched, len(cells), "cpu") == 2
-    assert batch_cells(spec, Batching(False, "no"), len(cells), "cpu") == 1
+    assert cell_batch_size(capped, stacked, len(cells), "cpu") == 2
+    assert cell_batch_size(spec, BackendChoice(False, "no"), len(cells), "cpu") == 1
 
 
 def test_random_models_batch_one_seed_at_a_time(tiny_spec):
     spec = load_spec(tiny_spec, ["axes.seed=[0, 1]"])
     cells = all_cells(spec, [1.0, 2.0, 3.0], (3, 2, 2))
     steps_of = schedules(spec, spec.make_task())
-    assert any(len({c.seed for c in b}) > 1 for b in plan_batches(spec, cells, 12, False, steps_of))
-    assert all(len({c.seed for c in b}) == 1 for b in plan_batches(spec, cells, 12, True, steps_of))
+    assert any(len({c.seed for c in b}) > 1 for b in plan_cell_batches(spec, cells, 12, False, steps_of))
+    assert all(len({c.seed for c in b}) == 1 for b in plan_cell_batches(spec, cells, 12, True, steps_of))
 
 
 def test_per_cell_plan_never_calls_the_batched_trainer(tiny_spec, monkeypatch):
@@ -145,5 +145,5 @@ def test_per_cell_plan_never_calls_the_batched_trainer(tiny_spec, monkeypatch):
         raise AssertionError("train_cells called on the per-cell path")
 
     monkeypatch.setattr("landscape.run.worker.train_cells", refuse)
-    out = run_batch(spec.task, spec.to_dict(), None, cells[:2], 1, batched=False)
+    out = train_cell_batch(spec.task, spec.to_dict(), None, cells[:2], 1, stacked=False)
     assert [c for c, _ in out] == cells[:2] and all(r.status == STATUS_DONE for _, r in out)

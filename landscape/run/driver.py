@@ -44,11 +44,11 @@ from landscape.run.executors import BACKENDS, ClusterLost, _Executor, quiet_thre
 from landscape.run.plan import (
     Plan,
     all_cells,
-    batch_cells,
+    cell_batch_size,
     cell_names,
     default_init_norm,
     norm_values,
-    plan_batches,
+    plan_cell_batches,
     schedules,
 )
 from landscape.run.preflight import resolve_out
@@ -121,10 +121,10 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, device: st
                                  accept_versions)
         _check_resume_device(out, existing.attrs, device)
         return Plan.from_attrs(existing.attrs)
-    batching = decide(task, spec, w0)
+    backend_choice = decide(task, spec, w0)
     cells = int(np.prod([len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds)]))
     kind = device_kind(device)
-    plan = Plan(batching, batch_cells(spec, batching, cells, kind), kind)
+    plan = Plan(backend_choice, cell_batch_size(spec, backend_choice, cells, kind), kind)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         layers = list(task.parameter_groups(task.build_model()))
@@ -314,14 +314,14 @@ def _run(spec: Spec, task: Task, out: Path, overwrite: bool, executor: _Executor
     cells = all_cells(spec, list(stored["w"].values), status.shape)
     pending = {c.index for c in cells if status[c.index] == STATUS_PENDING}
     already_done = status.size - len(pending)
-    batches = [b for b in plan_batches(spec, cells, plan.batch_cells, plan.batching.random, steps_of)
+    batches = [b for b in plan_cell_batches(spec, cells, plan.cell_batch_size, plan.backend_choice.random, steps_of)
                if any(c.index in pending for c in b)]
     evals = stored["step"].values
     total = status.size
     budget = sum(int(steps_of[c.value][-1]) for b in batches for c in b)
     bar = Bar(budget, total, already_done, task.name, progress)
     channel = executor.channel(bar)
-    calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.batching.batched, channel.report(),
+    calls = [(_task_ref(spec), spec.to_dict(), task.data_dir, b, threads, plan.backend_choice.stacked, channel.report(),
               device, tuple(SEARCH_DIRS)) for b in batches]
     ran = 0
     try:

@@ -16,7 +16,7 @@ from landscape.run.progress import Bar, DaskChannel, DirectChannel, SocketChanne
 
 from landscape.errors import StoreError, UserError, first_line
 from landscape.run.plan import Cell
-from landscape.run.worker import run_batch
+from landscape.run.worker import train_cell_batch
 from landscape.train import (
     CellResult,
 )
@@ -63,14 +63,14 @@ class _Executor:
 
     def results(self, calls: list[tuple[Any, ...]], names: Callable[[list[Cell]], str]
                 ) -> Iterator[list[tuple[Cell, CellResult]]]:
-        """Results of ``run_batch(*call)`` for every call, as they finish; a batch that fails (its
+        """Results of ``train_cell_batch(*call)`` for every call, as they finish; a batch that fails (its
         task raises or exits, its worker dies) is a ``WorkerFailed`` that ``names`` its cells."""
         if self.client is not None:
             yield from self._dask(calls, names)
         elif self.workers == 1:  # one job: train in the driver, no worker process to start
             for call in calls:
                 with _batch_failure(call[3], names):
-                    batch = run_batch(*call)
+                    batch = train_cell_batch(*call)
                 yield batch
         else:
             yield from self._loky(calls, names)
@@ -85,7 +85,7 @@ class _Executor:
                                               initializer=die_with_parent, initargs=(os.getpid(),))
             # Left-over futures are not cancelled here: close() kills the workers, and loky's manager then
             # fails them itself (cancelling them first makes its thread print an InvalidStateError traceback).
-            futures = {self.pool.submit(run_batch, *call): call[3] for call in calls}
+            futures = {self.pool.submit(train_cell_batch, *call): call[3] for call in calls}
             for future in concurrent.futures.as_completed(futures):
                 with _batch_failure(futures[future], names):
                     batch = future.result()
@@ -95,7 +95,7 @@ class _Executor:
               ) -> Iterator[list[tuple[Cell, CellResult]]]:
         from distributed import as_completed
 
-        futures = {self.client.submit(run_batch, *call, pure=False): call[3] for call in calls}
+        futures = {self.client.submit(train_cell_batch, *call, pure=False): call[3] for call in calls}
         try:
             for future in as_completed(futures):
                 try:

@@ -15,7 +15,7 @@ from landscape.train import (
     cell_eval_steps,
 )
 from landscape.train.norm import global_norm
-from landscape.train.probe import Batching
+from landscape.train.probe import BackendChoice
 
 #: Largest batch the planner picks by itself: on CPU the cell-steps/s of the MNIST MLP stop
 #: growing at about 16 cells (bench); on a GPU far larger batches still pay off.
@@ -67,20 +67,20 @@ def schedules(spec: Spec, task: Task) -> dict[Any, np.ndarray]:
             for v in spec.axis_values}
 
 
-def batch_cells(spec: Spec, batching: Batching, cells: int, device: str) -> int:
+def cell_batch_size(spec: Spec, backend_choice: BackendChoice, cells: int, device: str) -> int:
     """How many cells share a batch: a function of the spec and the device only.
 
     The smallest of the spec's cap (``train.max_batch_cells``, 0 = auto: AUTO_BATCH_CELLS for the
     device) and the grid's cells over PLAN_BATCHES for the device, so that there are batches for
     several workers, which evens out batches that finish early (stopping) and bounds what an interrupt loses.
     """
-    if not batching.batched:
+    if not backend_choice.stacked:
         return 1
     cap = spec.train.max_batch_cells or AUTO_BATCH_CELLS[device]
     return max(1, min(cap, math.ceil(cells / PLAN_BATCHES[device])))
 
 
-def plan_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool, steps_of: Mapping[Any, np.ndarray]) -> list[list[Cell]]:
+def plan_cell_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool, steps_of: Mapping[Any, np.ndarray]) -> list[list[Cell]]:
     """Cells with one training config and eval schedule (and one seed when ``by_seed``), ordered by
     axis value, cut into batches of at most ``size`` cells of nearly equal sizes.
 
@@ -105,20 +105,20 @@ def plan_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool, steps_
 class Plan:
     """What a cube fixes at creation and every resume reuses: the path its cells train on."""
 
-    batching: Batching
-    batch_cells: int
+    backend_choice: BackendChoice
+    cell_batch_size: int
     device: str
 
     def attrs(self) -> dict[str, Any]:
-        return {"batched": int(self.batching.batched), "batching": self.batching.reason,
-                "batch_random": int(self.batching.random), "batch_cells": self.batch_cells,
+        return {"batched": int(self.backend_choice.stacked), "batching": self.backend_choice.reason,
+                "batch_random": int(self.backend_choice.random), "batch_cells": self.cell_batch_size,
                 "batch_plan_device": self.device}
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> Plan:
         # Cubes planned per --jobs also hold batch_plan_jobs: their batch_cells is what they keep.
         try:
-            return cls(Batching(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
+            return cls(BackendChoice(bool(attrs["batched"]), str(attrs["batching"]), bool(attrs["batch_random"])),
                        int(attrs["batch_cells"]), str(attrs["batch_plan_device"]))
         except KeyError as e:
             raise UserError(f"the cube's batch plan attr {e} is missing; the cube is damaged: recompute it "

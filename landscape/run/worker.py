@@ -47,8 +47,8 @@ def worker_device(name: str) -> str:
     return f"cuda:{int(index) % torch.cuda.device_count()}" if str(index).isdigit() else device
 
 
-def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: str | None, cells: list[Cell],
-              threads: int, batched: bool, report: Report | None = None,
+def train_cell_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: str | None, cells: list[Cell],
+              threads: int, stacked: bool, report: Report | None = None,
               device: str = "cpu", search: tuple[str, ...] = ()) -> list[tuple[Cell, CellResult]]:
     """Worker entry point: everything it needs arrives as plain data (or the task class itself, when
     no import path reaches it); the task is built once per process. ``search``: the driver's
@@ -77,17 +77,17 @@ def run_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data_dir: s
             parts.setdefault((train, rows_per_step(n, train.batch_size), cell_steps(train, n)), []).append(c)
         out = []
         for (train, _, budget), part in parts.items():
-            out += _train_part(task, spec, splits, part, train, batched, _CellProgress(report, budget), device)
+            out += _train_part(task, spec, splits, part, train, stacked, _CellProgress(report, budget), device)
         return out
     finally:
         torch.set_num_threads(before)
 
 
 def _train_part(task: Task, spec: Spec, splits: dict[Any, Split], part: list[Cell], train: TrainConfig,
-                batched: bool, progress: _CellProgress, device: str) -> list[tuple[Cell, CellResult]]:
+                stacked: bool, progress: _CellProgress, device: str) -> list[tuple[Cell, CellResult]]:
     """Cells of one training config and rows per step: one by one, or as one batched model; an
     exception of the task's own code names the task, the cells and the device."""
-    if len(part) == 1 or not batched:
+    if len(part) == 1 or not stacked:
         out = []
         for c in part:
             with task_errors(type(task), f"training {cell_names(spec, [c])} on {device}"):

@@ -26,30 +26,31 @@ PROBE_RTOL = 1e-3
 
 
 @dataclass(frozen=True)
-class Batching:
-    """The engine's decision for a grid."""
+class BackendChoice:
+    """Which backend trains a grid's cells: stacked (many cells under vmap) or single (one model per
+    cell), and why; the cube keeps it as attrs ``batched`` and ``batching``."""
 
-    batched: bool
+    stacked: bool
     reason: str
     #: The model draws random numbers (Dropout): a batch then holds cells of one seed only, so
     #: that each cell's random stream is the one it has alone.
     random: bool = False
 
 
-def decide(task: Task, spec: Spec, w0: float) -> Batching:
+def decide(task: Task, spec: Spec, w0: float) -> BackendChoice:
     """Probe (or read the task's override) whether ``spec``'s cells can train batched; ``w0`` is the
     task's init norm (the grid's alpha = 1)."""
     if spec.train.max_batch_cells == 1:
-        return Batching(False, "train.max_batch_cells = 1 asks for the per-cell path")
+        return BackendChoice(False, "train.max_batch_cells = 1 asks for the per-cell path")
     if task.vectorizable is False:
-        return Batching(False, f"task {task.name!r} sets vectorizable = False")
+        return BackendChoice(False, f"task {task.name!r} sets vectorizable = False")
     split = task.data(spec.axis_values[0])
     if not isinstance(split.train_x, torch.Tensor):
-        return Batching(False, f"the inputs of task {task.name!r} are not one tensor "
+        return BackendChoice(False, f"the inputs of task {task.name!r} are not one tensor "
                                "(the task collates its own minibatches)")
     random = _draws_random_numbers(task, split)
     if task.vectorizable is True:
-        return Batching(True, f"task {task.name!r} sets vectorizable = True", random)
+        return BackendChoice(True, f"task {task.name!r} sets vectorizable = True", random)
     return _probe(task, spec, split, random, w0)
 
 
@@ -75,7 +76,7 @@ def _draws_random_numbers(task: Task, split: Split) -> bool:
     return False
 
 
-def _probe(task: Task, spec: Spec, split: Split, random: bool, w0: float) -> Batching:
+def _probe(task: Task, spec: Spec, split: Split, random: bool, w0: float) -> BackendChoice:
     from landscape.train import train_cells
 
     tiny = _tiny(split)
@@ -88,14 +89,14 @@ def _probe(task: Task, spec: Spec, split: Split, random: bool, w0: float) -> Bat
         with torch.random.fork_rng():
             # Its few rows are no split of the task: the task's own measurements are left out.
             alone = train_cell(task, tiny, w, seed, train, evalc, measured=False)
-            batched = train_cells(task, [tiny, tiny], [w, w], [seed, seed], train, evalc, measured=False)
+            stacked = train_cells(task, [tiny, tiny], [w, w], [seed, seed], train, evalc, measured=False)
     except Exception as e:  # whatever vmap or the model raises: the reason is the message
-        return Batching(False, f"the model does not run batched under torch.func.vmap: "
+        return BackendChoice(False, f"the model does not run batched under torch.func.vmap: "
                                f"{type(e).__name__}: {first_line(e)}", random)
-    worst = max(_relative_difference(alone.curves, b.curves) for b in batched)
+    worst = max(_relative_difference(alone.curves, b.curves) for b in stacked)
     if not worst <= PROBE_RTOL:
-        return Batching(False, f"batched and per-cell results differ by {worst:.2g} (relative) after 2 steps", random)
-    return Batching(True, f"probe: 2 steps batched match the per-cell path (max relative difference {worst:.1g})",
+        return BackendChoice(False, f"batched and per-cell results differ by {worst:.2g} (relative) after 2 steps", random)
+    return BackendChoice(True, f"probe: 2 steps batched match the per-cell path (max relative difference {worst:.1g})",
                     random)
 
 
