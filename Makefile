@@ -44,6 +44,7 @@ figures: install
 	$(BIN)/landscape plot $(OUT) --out figures/$(TASK) $(if $(LANDSCAPE),--landscape $(LANDSCAPE))
 
 test: install $(TEST_EXTRAS:%=$(VENV)/.extra-%)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # The performance table (README "Performance"): one process, about 8 minutes on 2 cores.

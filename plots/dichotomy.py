@@ -87,7 +87,7 @@ def dichotomy_figure(cube: xr.Dataset) -> Figure:
         run_times = {name: float(times[name].sel(at).isel(seed=0)) for name, *_ in _TIMES}
         notes = _metric_panel(top, run, metric, steps)
         _norm_twin(top, run, steps)
-        for (ref, color, _), name in zip(_REFERENCES, COSINES):
+        for (_, color, _), name in zip(_REFERENCES, COSINES):
             bottom.plot(steps, run[name].values, color=color, lw=2)
         bottom.set_ylim(-0.02, 1.02)
         bottom.set_ylabel("cosine to reference")

@@ -21,7 +21,7 @@ import xarray as xr
 
 from landscape import Split, Task
 from landscape.cli import main
-from landscape.errors import TaskError, UserError
+from landscape.errors import TaskError
 from landscape.run.driver import run_grid
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks import make_task

@@ -453,6 +453,7 @@ def test_a_corpus_rewritten_with_its_old_size_and_mtime_is_not_read_from_the_cac
 
 def test_a_worker_whose_driver_is_already_gone_exits_at_once():
     """The race between a worker's start and its parent-death signal: the initializer checks the parent."""
-    code = "import os; from landscape.run.executors import die_with_parent; die_with_parent(os.getppid() + 10**6); print('ran on')"
+    code = ("import os; from landscape.run.executors import die_with_parent; "
+            "die_with_parent(os.getppid() + 10**6); print('ran on')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 1 and "ran on" not in done.stdout

@@ -113,7 +113,8 @@ def template(
     for name, a in _VAR_ATTRS.items():
         ds[name].attrs.update(a)
     for m in CURVES:
-        ds[f"{m}_curve"].attrs.update({**_VAR_ATTRS[m], "long_name": _VAR_ATTRS[m]["long_name"].split(" (")[0] + " at each eval step"})
+        long_name = _VAR_ATTRS[m]["long_name"].split(" (")[0] + " at each eval step"
+        ds[f"{m}_curve"].attrs.update({**_VAR_ATTRS[m], "long_name": long_name})
     ds["layer_norm_curve"].attrs.update({"long_name": "L2 norm of each parameter group at each eval step", "units": "1"})
     for name, long_name in extra_curves.items():
         ds[f"{name}_curve"].attrs["long_name"] = long_name

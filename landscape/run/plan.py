@@ -80,7 +80,8 @@ def cell_batch_size(spec: Spec, backend_choice: BackendChoice, cells: int, devic
     return max(1, min(cap, math.ceil(cells / PLAN_BATCHES[device])))
 
 
-def plan_cell_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool, steps_of: Mapping[Any, np.ndarray]) -> list[list[Cell]]:
+def plan_cell_batches(spec: Spec, cells: list[Cell], size: int, by_seed: bool,
+                      steps_of: Mapping[Any, np.ndarray]) -> list[list[Cell]]:
     """Cells with one training config and eval schedule (and one seed when ``by_seed``), ordered by
     axis value, cut into batches of at most ``size`` cells of nearly equal sizes.
 
