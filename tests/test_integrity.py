@@ -56,10 +56,12 @@ def copy(finished, tmp_path) -> Path:
     return out
 
 
-def one_line(capsys, match: str) -> str:
+def one_line(capsys, match: str, internal: bool = False) -> str:
+    """The one stderr line, which holds ``match``; an "internal error" only where ``internal``."""
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err and match in lines[0], err
+    assert internal or "internal error" not in err, err
     return lines[0]
 
 
@@ -235,7 +237,7 @@ def test_unexpected_errors_are_one_line(copy, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "cmd_info", broken)
     assert main(["info", str(copy)]) == 1
-    one_line(capsys, "landscape: internal error: ValueError: boom (LANDSCAPE_DEBUG=1 shows the traceback)")
+    one_line(capsys, "landscape: internal error: ValueError: boom (LANDSCAPE_DEBUG=1 shows the traceback)", internal=True)
     monkeypatch.setenv(cli.DEBUG_ENV, "1")
     with pytest.raises(ValueError):
         main(["info", str(copy)])

@@ -23,7 +23,7 @@ from landscape.data import imdb
 from landscape.errors import UserError
 from landscape.run.lock import cube_lock, lock_path
 from tests.mnist_files import write_fake_mnist, write_idx
-from tests.test_integrity import ARGS, SPEC  # the tiny 2-cell grid of the first integrity round
+from tests.test_integrity import ARGS, SPEC, one_line  # the tiny 2-cell grid of the first integrity round
 
 
 
@@ -50,12 +50,6 @@ def copy(finished, tmp_path) -> Path:
     shutil.copytree(finished, out)
     return out
 
-
-def one_line(capsys, match: str) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err and match in lines[0], err
-    return lines[0]
 
 
 def tree(root: Path) -> dict[str, object]:
