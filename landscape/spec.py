@@ -27,7 +27,7 @@ from landscape.tasks.registry import reference, resolve_task, search_beside
 #: Most cells of one grid. Each cell owns one chunk file per variable (~20), so 10^5 cells make a
 #: cube of ~2 million files, which reading back for verification or a plot already takes minutes.
 MAX_CELLS = 100_000
-SECTIONS = ("task", "task_options", "axes", "train", "eval")
+SECTIONS = ("task", "task_options", "axes", "train", "eval", "measure", "store")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 #: Axes that sweep a training setting (dynamics runs); each maps to the [train] field it overrides.
 TRAIN_AXES = {"wd": "weight_decay", "lr": "lr"}
@@ -76,6 +76,53 @@ class EvalConfig:
     level: float = 0.0
 
 
+#: How a slice's directions are drawn (landscape.measures.directions).
+SLICE_DIRECTIONS = ("filter", "sphere")
+#: When a cell's [measure] runs: at its last eval only, or at every eval (curves over step).
+MEASURE_WHEN = ("end", "eval")
+
+
+@dataclass(frozen=True)
+class SliceConfig:
+    """A 1-D or 2-D slice around the cell's final point (``[measure] slice = {...}``)."""
+
+    dims: int = 2
+    points: int = 21
+    span: float = 1.0
+    directions: str = "filter"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """What each cell measures beyond its losses (``[measure]``); everything off by default."""
+
+    #: Top-k eigenvalues of the train-loss Hessian, ambient and reduced (0 = off).
+    hessian_top: int = 0
+    #: The Hessian trace (Hutchinson, with its standard error), ambient and reduced.
+    hessian_trace: bool = False
+    #: Rademacher probes of the trace estimate.
+    trace_probes: int = 64
+    #: The spectral density by stochastic Lanczos quadrature, over an eigenvalue coordinate.
+    density: bool = False
+    #: Training samples the measurements use: 0 = the cell's whole training set, else a fixed subset.
+    samples: int = 0
+    #: "end": at the cell's last eval; "eval": at every eval as well (``<name>_curve`` over step).
+    every: str = "end"
+    #: A slice around the final point (None = off).
+    slice: SliceConfig | None = None
+    #: The 1-D interpolation from the cell's init to its final point (Goodfellow et al. 2015).
+    interpolation: bool = False
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What the cube keeps beyond the measurements (``[store]``)."""
+
+    #: Each cell's final parameters and buffers (landscape.cell_model reads them back).
+    params: bool = False
+
+
 @dataclass(frozen=True)
 class Spec:
     """A resolved grid: everything needed to plan and train every cell."""
@@ -91,6 +138,8 @@ class Spec:
     eval: EvalConfig = field(default_factory=EvalConfig)
     #: Training-setting axes (``wd``, ``lr``) in cube order; empty for a landscape grid.
     train_axes: dict[str, list[float]] = field(default_factory=dict)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     #: The resolved task class (a Python API caller may pass one that no import path reaches).
     task_class: type[Task] | None = field(default=None, compare=False, repr=False)
 
@@ -122,6 +171,9 @@ class Spec:
             "axes": {self.norm_axis: self.norm_values, self.axis: self.axis_values, **self.train_axes, "seed": self.seeds},
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
+            # Only when asked for: cubes made before [measure] and [store] existed resume unchanged.
+            **({"measure": dataclasses.asdict(self.measure)} if self.measure != MeasureConfig() else {}),
+            **({"store": dataclasses.asdict(self.store)} if self.store != StoreConfig() else {}),
         }
 
     def to_json(self) -> str:
@@ -271,7 +323,9 @@ def resolve(raw: dict[str, Any]) -> Spec:
         for v in values:
             _check_train(dataclasses.replace(train, **{TRAIN_AXES[axis_name]: v}), where=f"axes.{axis_name}")
     _check_eval(evalc)
-    return Spec(name, options, norm_axis, norm_values, cls.axis, axis_values, seeds, train, evalc, train_axes, cls)
+    measure, store = _measure_config(_table(raw, "measure")), parse_options(StoreConfig, _table(raw, "store"), "store")
+    return Spec(name, options, norm_axis, norm_values, cls.axis, axis_values, seeds, train, evalc, train_axes,
+                measure, store, cls)
 
 
 def check_overrides(overrides: Any) -> None:
@@ -369,3 +423,34 @@ def _check_eval(e: EvalConfig) -> None:
         raise UserError(f"eval.points = {e.points} must be at least 2")
     if e.samples < 0:
         raise UserError(f"eval.samples = {e.samples} must be >= 0 (0 = all samples)")
+
+
+def _measure_config(table: dict[str, Any]) -> MeasureConfig:
+    """``[measure]``, its slice table included, with every value checked (the model-dependent
+    limits, such as k below the parameter count, are the preflight's)."""
+    table = dict(table)
+    slice_table = table.pop("slice", None)
+    if slice_table is not None and not isinstance(slice_table, dict):
+        raise UserError(f"measure.slice = {slice_table!r} should be a table, e.g. {{ dims = 2, points = 21 }}")
+    m = parse_options(MeasureConfig, table, "measure")
+    sl = None if slice_table is None else parse_options(SliceConfig, slice_table, "measure.slice")
+    if m.hessian_top < 0:
+        raise UserError(f"measure.hessian_top = {m.hessian_top} must be >= 0 (0 = off)")
+    if m.trace_probes < 1:
+        raise UserError(f"measure.trace_probes = {m.trace_probes} must be at least 1")
+    if m.samples < 0:
+        raise UserError(f"measure.samples = {m.samples} must be >= 0 (0 = the whole training set)")
+    if m.every not in MEASURE_WHEN:
+        raise UserError(f"measure.every = {m.every!r}: expected one of {', '.join(map(repr, MEASURE_WHEN))}")
+    if sl is not None:
+        if sl.dims not in (1, 2):
+            raise UserError(f"measure.slice.dims = {sl.dims} must be 1 or 2")
+        if sl.points < 2:
+            raise UserError(f"measure.slice.points = {sl.points} must be at least 2")
+        if not sl.span > 0:
+            raise UserError(f"measure.slice.span = {sl.span} must be positive")
+        if sl.directions not in SLICE_DIRECTIONS:
+            raise UserError(f"measure.slice.directions = {sl.directions!r} (known: {', '.join(SLICE_DIRECTIONS)})")
+        if not 0 <= sl.seed < SEED_LIMIT:
+            raise UserError(f"measure.slice.seed = {sl.seed} is not an integer in [0, 2**32)")
+    return dataclasses.replace(m, slice=sl)

@@ -98,7 +98,7 @@ def record(where: Path) -> None:
         "note": "Recorded on CPU from the code before the training loop was unified (commit "
                 "cb5bdbd); --device cpu did not exist then and was not passed. The test compares these bits "
                 "only where cpu_model and torch match this machine's (CPU kernels differ between processors "
-                "and torch versions); elsewhere it compares the arrays in <case>.npz with rtol 1e-6.",
+                "and torch versions); elsewhere it compares the arrays in <case>.npz with rtol 1e-4.",
         "cpu_model": cpu_model(), "torch": torch.__version__, "python": platform.python_version(),
         "skipped_variables": list(SKIPPED), "cases": cases}, indent=1) + "\n")
 
@@ -120,7 +120,10 @@ def test_cubes_are_the_ones_the_two_old_trainers_wrote(case, tmp_path):
         assert sorted(got) == sorted(expected.files)
         for name in expected.files:
             if got[name].dtype.kind == "f":
-                np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, err_msg=name)
+                # float32 kernels of another processor round differently, and training compounds it over
+                # its steps: 2.5e-6 relative after the teacher-student case's steps on an AMD EPYC
+                # against the Intel reference; 1e-4 still tells any change of the computation apart.
+                np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-7, err_msg=name)
             else:
                 np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
 

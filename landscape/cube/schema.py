@@ -121,6 +121,22 @@ def validate_level(var: str, level: float) -> None:
         raise UserError(f"level {level:g} for {var} must be positive")
 
 
+@dataclass(frozen=True)
+class Quantity:
+    """A per-cell measurement as the cube holds it: variable ``name`` over the cell dims plus its own
+    ``dims`` (an eigenvalue index, slice coordinates, ...), the value at the cell's end; with
+    ``curve``, also ``<name>_curve`` over step, NaN at evals where it was not measured.
+
+    Declared by the measurement (landscape.measures.hook), so the store writes what it declares and
+    the readers learn a measurement's dims from the cube alone."""
+
+    name: str
+    long_name: str
+    dims: tuple[str, ...] = ()
+    units: str = "1"
+    curve: bool = False
+
+
 @dataclass
 class CellResult:
     """One finished cell as a worker sends it back and the store writes it: a few KB."""
@@ -135,3 +151,8 @@ class CellResult:
     #: The task's ``extra_curves`` (name -> values at each eval) and ``extra_values``; empty for most tasks.
     extra_curves: dict[str, np.ndarray] = field(default_factory=dict)
     extra_values: dict[str, float] = field(default_factory=dict)
+    #: Each declared Quantity's value at the cell's end, shaped by its dims (NaN: not measured, a
+    #: diverged cell), and for curve quantities its values at each eval (dims + n_evals).
+    measures: dict[str, np.ndarray] = field(default_factory=dict)
+    measure_curves: dict[str, np.ndarray] = field(default_factory=dict)
+    measure_dims: dict[str, tuple[str, ...]] = field(default_factory=dict)  # each measure's own dims

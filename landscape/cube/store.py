@@ -20,14 +20,15 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import dask.array as da
 import numpy as np
 import xarray as xr
 
 from landscape.cube.schema import (AXIS_ROLES, CURVES, KINDS, METRICS, SCHEMA_VERSION, STATUS_DIVERGED, STATUS_DONE,
-                                   STATUS_PENDING, TRANSITION, TRANSITION_DEFINITION, CellResult, reference_metric)
+                                   STATUS_PENDING, TRANSITION, TRANSITION_DEFINITION, CellResult, Quantity,
+                                   reference_metric)
 from landscape.cube.verify import _damaged, _show, checksums, describe_damage, verify_cells
 from landscape.errors import StoreError, UserError, first_line
 from landscape.safeio import read_bounded
@@ -69,6 +70,8 @@ def template(
     layers: list[str],
     extra_curves: Mapping[str, str] | None = None,
     extra_values: Mapping[str, str] | None = None,
+    quantities: Sequence[Quantity] = (),
+    measure_coords: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """An all-pending cube with the full schema; ``coords`` gives the values along each of ``dims``.
 
@@ -76,7 +79,8 @@ def template(
     axis value evaluate at their own subset). ``layers`` names the task's parameter groups, whose
     norms ``layer_norm_curve`` holds. ``extra_curves`` / ``extra_values`` (name -> long name) are a
     task's own per-eval scalars and per-cell constants (``Task.extra_curves``, ``Task.extra_values``):
-    ``<name>_curve`` and ``<name>``.
+    ``<name>_curve`` and ``<name>``. ``quantities`` are the run's measurements (Quantity), over the
+    cell dims plus their own, whose coordinates ``measure_coords`` gives.
     """
     extra_curves, extra_values = extra_curves or {}, extra_values or {}
     shape = tuple(len(coords[d]) for d in dims)
@@ -99,6 +103,12 @@ def template(
     data["layer_norm_curve"] = (dims + ("layer", "step"), pending((len(layers), len(steps))))
     for name in extra_values:
         data[name] = (dims, pending())
+    measure_coords = dict(measure_coords or {})
+    for q in quantities:
+        own = tuple(len(measure_coords[d]) for d in q.dims)
+        data[q.name] = (dims + q.dims, pending(own))
+        if q.curve:
+            data[f"{q.name}_curve"] = (dims + q.dims + ("step",), pending(own + (len(steps),)))
     if reference_metric(extra_values):
         data[TRANSITION] = (dims, pending())
     data["checksum"] = (dims, pending(dtype=np.int64))
@@ -109,6 +119,9 @@ def template(
     coord_vars["alpha"] = ("w", w / w0, {"long_name": "initial scale α = w/w₀", "units": "1"})
     coord_vars["step"] = ("step", np.asarray(steps, dtype=np.int64), {"long_name": "optimizer step", "units": "steps"})
     coord_vars["layer"] = ("layer", np.asarray(layers, dtype=object), {"long_name": "parameter group (Task.parameter_groups)"})
+    for d, values in measure_coords.items():
+        values = np.asarray(values)
+        coord_vars[d] = (d, values.astype(object) if values.dtype.kind == "U" else values)
     ds = xr.Dataset(data, coords=coord_vars, attrs={**attrs, "w0": float(w0), "axis": axis})
     for name, a in _VAR_ATTRS.items():
         ds[name].attrs.update(a)
@@ -120,6 +133,10 @@ def template(
         ds[f"{name}_curve"].attrs["long_name"] = long_name
     for name, long_name in extra_values.items():
         ds[name].attrs["long_name"] = long_name
+    for q in quantities:
+        ds[q.name].attrs.update({"long_name": q.long_name, "units": q.units})
+        if q.curve:
+            ds[f"{q.name}_curve"].attrs.update({"long_name": f"{q.long_name} at each eval step", "units": q.units})
     if TRANSITION in ds:
         ds[TRANSITION].attrs.update({"long_name": "measured kernel-to-rich transition", "units": "steps",
                                      "definition": TRANSITION_DEFINITION})
@@ -151,8 +168,10 @@ def create(path: str | Path, ds: xr.Dataset, overwrite: bool = False) -> None:
     left unwritten (they read as fill values until ``write_cell``). ``overwrite`` replaces only a
     cube this program wrote (``check_replaceable``)."""
     path = Path(path)
-    # One chunk per cell (all its steps and layers together): each cell's write touches only its own chunks.
-    chunks = {name: {"chunks": tuple(ds.sizes[d] if d in ("step", "layer") else 1 for d in ds[name].dims)}
+    # One chunk per cell (all its steps, layers and measurement dims together): each cell's write
+    # touches only its own chunks.
+    cell_dims = set(ds["status"].dims)
+    chunks = {name: {"chunks": tuple(1 if d in cell_dims else ds.sizes[d] for d in ds[name].dims)}
               for name in ds.data_vars}
     try:
         # Write to a fresh temporary folder first, so a crash mid-creation never leaves a half-made
@@ -387,6 +406,10 @@ def write_cell(path: str | Path, dims: tuple[str, ...], index: tuple[int, ...], 
     cell["layer_norm_curve"] = (dims + ("layer", "step"), on_steps(result.layer_norms))
     cell.update({f"{m}_curve": (dims + ("step",), on_steps(v)) for m, v in result.extra_curves.items()})
     cell.update({name: (dims, np.full(one, v)) for name, v in result.extra_values.items()})
+    for name, v in result.measures.items():
+        cell[name] = (dims + result.measure_dims[name], np.asarray(v, dtype=float).reshape(one + np.shape(v)))
+    for name, v in result.measure_curves.items():
+        cell[f"{name}_curve"] = (dims + result.measure_dims[name] + ("step",), on_steps(np.asarray(v, dtype=float)))
     cell["norm"] = (dims, np.full(one, result.norm))
     cell["seconds"] = (dims, np.full(one, result.seconds))
     cell["steps"] = (dims, np.full(one, result.steps, dtype=np.int64))

@@ -37,6 +37,8 @@ from landscape.cube.schema import (
     reference_metric,
 )
 from landscape.errors import StoreError, TaskError, UserError, printable, task_errors
+from landscape.measures.hook import quantities_of
+from landscape.measures.suite import cell_measures
 from landscape.read.dichotomy import cell_transition
 from landscape.read.dynamics import first_reach
 from landscape.run import fingerprint, preflight
@@ -128,6 +130,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, device: st
     with torch.random.fork_rng():
         torch.manual_seed(0)
         layers = list(task.parameter_groups(task.build_model()))
+    quantities, measure_coords = quantities_of(cell_measures(spec, task))
     ds = cube.template(
         dims=spec.cell_dims,
         coords={"w": norm_values(spec, w0), spec.axis: spec.axis_values, **spec.train_axes, "seed": spec.seeds},
@@ -145,6 +148,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, device: st
                "figure_levels": checked_levels(task.figure_metric, task.figure_levels)},
         extra_curves=task.extra_curves,
         extra_values=task.extra_values,
+        quantities=quantities,
+        measure_coords=measure_coords,
     )
     with deferred_interrupt():  # a half-made store is never left behind
         cube.create(out, ds, overwrite=overwrite)

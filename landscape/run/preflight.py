@@ -31,6 +31,8 @@ from landscape import cube
 from landscape.cube.schema import CURVES
 from landscape.dtypes import torch_dtype
 from landscape.errors import UserError, task_errors
+from landscape.measures.hook import quantities_of
+from landscape.measures.suite import cell_measures
 from landscape.spec import EvalConfig, Spec, TrainConfig
 from landscape.tasks import Split, Task
 from landscape.train import EVAL_CHUNK, cell_steps, check_task_outputs, full_batch, steps_per_epoch
@@ -107,13 +109,16 @@ def check_cube_memory(spec: Spec, task: Task, sizes: dict[Any, int]) -> None:
     evals = (sum(eval_count(spec.cell_train({}, v), spec.eval, n) for v, n in sizes.items()) if sizes
              else eval_count(spec.train, spec.eval, 1))
     curves = len(CURVES) + len(task.extra_curves) + _parameter_groups(task)
-    size = cells * (evals * curves + _SCALARS) * 8
+    quantities, coords = quantities_of(cell_measures(spec, task))
+    measured = sum(math.prod(len(coords[d]) for d in q.dims) * (1 + (evals if q.curve else 0)) for q in quantities)
+    size = cells * (evals * curves + _SCALARS + measured) * 8
     available = psutil.virtual_memory().available
     if size > available:
         raise UserError(
-            f"the cube would hold {_gib(size)} ({cells:,} cells x {evals:,} evals x {curves} curves x 8 bytes), more "
-            f"than the {_gib(available)} of memory available to read it back (info, plot, resume); "
-            "evaluate less often (eval.every, eval.points) or use fewer cells")
+            f"the cube would hold {_gib(size)} ({cells:,} cells x ({evals:,} evals x {curves} curves + {measured:,} "
+            f"measured values) x 8 bytes), more than the {_gib(available)} of memory available to read it back "
+            "(info, plot, resume); evaluate or measure less often (eval.every, eval.points, measure.every) or use "
+            "fewer cells")
 
 
 def _size_dependent(spec: Spec) -> bool:

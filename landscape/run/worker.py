@@ -10,6 +10,8 @@ import torch
 from landscape.run.progress import Report
 
 from landscape.errors import task_errors
+from landscape.measures.hook import CellMeasure
+from landscape.measures.suite import cell_measures
 from landscape.run.plan import Cell, cell_names
 from landscape.spec import Spec, TrainConfig, resolve
 from landscape.tasks import Task, make_task
@@ -71,20 +73,22 @@ def train_cell_batch(task_ref: str | type[Task], spec_dict: dict[str, Any], data
             if c.value not in splits:
                 with task_errors(type(task), f"task.data({c.value!r}) for {cell_names(spec, [c])}"):
                     splits[c.value] = task.data(c.value)
+        measures = cell_measures(spec, task)
         parts: dict[Any, list[Cell]] = {}
         for c in cells:
             train, n = spec.cell_train(c.settings, c.value), len(splits[c.value].train_y)
             parts.setdefault((train, rows_per_step(n, train.batch_size), cell_steps(train, n)), []).append(c)
         out = []
         for (train, _, budget), part in parts.items():
-            out += _train_part(task, spec, splits, part, train, stacked, _CellProgress(report, budget), device)
+            out += _train_part(task, spec, splits, part, train, stacked, _CellProgress(report, budget), device, measures)
         return out
     finally:
         torch.set_num_threads(before)
 
 
 def _train_part(task: Task, spec: Spec, splits: dict[Any, Split], part: list[Cell], train: TrainConfig,
-                stacked: bool, progress: _CellProgress, device: str) -> list[tuple[Cell, CellResult]]:
+                stacked: bool, progress: _CellProgress, device: str,
+                measures: list[CellMeasure]) -> list[tuple[Cell, CellResult]]:
     """Cells of one training config and rows per step: one by one, or as one batched model; an
     exception of the task's own code names the task, the cells and the device."""
     if len(part) == 1 or not stacked:
@@ -92,11 +96,11 @@ def _train_part(task: Task, spec: Spec, splits: dict[Any, Split], part: list[Cel
         for c in part:
             with task_errors(type(task), f"training {cell_names(spec, [c])} on {device}"):
                 out.append((c, progress.finished(train_cell(task, splits[c.value], c.w, c.seed, train, spec.eval,
-                                                            progress.steps, device))))
+                                                            progress.steps, device, measures=measures))))
         return out
     with task_errors(type(task), f"training {cell_names(spec, part)} on {device}"):
         results = train_cells(task, [splits[c.value] for c in part], [c.w for c in part], [c.seed for c in part],
-                              train, spec.eval, device, progress.steps)
+                              train, spec.eval, device, progress.steps, measures=measures)
     return list(zip(part, [progress.finished(r) for r in results]))
 
 

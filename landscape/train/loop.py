@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from landscape.cube.schema import CURVES, STATUS_DIVERGED, STATUS_DONE, CellResult
+from landscape.measures.hook import CellMeasure, MeasurePoint, quantities_of
 from landscape.spec import TrainConfig
 from landscape.tasks.base import Split, Task
 
 #: Steps between progress reports (a report costs microseconds; the bar moves within a second).
 PROGRESS_EVERY = 32
+CPU = torch.device("cpu")
 _NORM = CURVES.index("norm")
 
 
@@ -41,6 +43,10 @@ class Backend(Protocol):
 
     def models(self) -> Iterator[torch.nn.Module]:
         """Each cell's model on the CPU in eval mode, one at a time (for ``measure``)."""
+
+    def optimizer_state(self, position: int) -> dict[str, dict[str, torch.Tensor]]:
+        """The optimizer state of the cell at ``position`` among those still training, by parameter
+        name and shaped as the model's parameters (copies)."""
 
     def keep(self, keep: np.ndarray) -> None:
         """Drop the cells where ``keep`` is False."""
@@ -77,10 +83,15 @@ def converged(train_loss: np.ndarray, train: TrainConfig) -> np.ndarray:
 
 
 def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarray, train: TrainConfig,
-              start: float, progress: Callable[[int], None] | None = None, measured: bool = True) -> list[CellResult]:
+              start: float, progress: Callable[[int], None] | None = None, measured: bool = True,
+              measures: Sequence[CellMeasure] = (), cells: Sequence[tuple[float, int]] = (),
+              device: torch.device = CPU) -> list[CellResult]:
     """Train the backend's cells through ``evals``; ``splits`` are the cells' (CPU) data for the
     task's measurements (``measured``: its extra curves and values; the batching probe's few rows are
     no split of the task), ``start`` the wall time at which setting the cells up began.
+
+    ``measures`` (landscape.measures.hook) run at each cell's last eval, and at every eval where they
+    ask to, on cells that have not diverged; ``cells`` gives each cell's (w, seed) for them.
 
     ``seconds`` of a cell is its share of the wall time: each stretch between evals is divided
     equally among the cells still training. ``progress`` is called with the cell-steps done since
@@ -91,6 +102,11 @@ def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarr
     layer_norms = np.full((count, backend.groups, len(evals)), np.nan)
     names = list(task.extra_curves) if measured else []
     extra = np.full((count, len(names), len(evals)), np.nan)
+    measures = list(measures) if measured else []
+    quantities, coords = quantities_of(measures)
+    shape_of = {q.name: tuple(len(coords[d]) for d in q.dims) for q in quantities}
+    finals = {q.name: np.full((count, *shape_of[q.name]), np.nan) for q in quantities}
+    trends = {q.name: np.full((count, *shape_of[q.name], len(evals)), np.nan) for q in quantities if q.curve}
     steps = np.zeros(count, dtype=np.int64)
     last = np.zeros(count, dtype=np.int64)  # each cell's last eval
     seconds = np.zeros(count)
@@ -106,16 +122,30 @@ def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarr
                 progress(chunk * len(active))
         curves[active, :, k] = backend.evaluate()
         layer_norms[active, :, k] = backend.group_norms()
-        if names:
-            for i, model in zip(active, backend.models(), strict=True):  # strict: each generator runs to its end
-                extra[i, :, k] = measure(task, model, splits[i])
         diverged = ~np.isfinite(curves[active, 0, k]) | ~np.isfinite(curves[active, 1, k])
         leaving = diverged | converged(curves[active, 0, : k + 1], train) | (at == evals[-1])
+        due = [m for m in measures if m.every_eval or leaving.any()]
+        if names or due:
+            for pos, (i, model) in enumerate(zip(active, backend.models(), strict=True)):  # strict: runs to its end
+                if names:
+                    extra[i, :, k] = measure(task, model, splits[i])
+                if diverged[pos]:
+                    continue
+                point = MeasurePoint(task, splits[i], cells[i][0], cells[i][1], int(at), bool(leaving[pos]), train,
+                                     device, lambda pos=pos: backend.optimizer_state(pos))
+                for m in due:
+                    if m.every_eval or leaving[pos]:
+                        for name, value in m(model, point).items():
+                            finals[name][i] = value
+                            if name in trends:
+                                trends[name][i, ..., k] = value
         now = time.perf_counter()
         seconds[active] += (now - mark) / len(active)
         mark = now
         if leaving.any():
             status[active[diverged]] = STATUS_DIVERGED
+            for v in finals.values():  # a diverged cell ends with nothing measured, as its metrics
+                v[active[diverged]] = np.nan
             steps[active[leaving]] = at
             last[active[leaving]] = k
             active = active[~leaving]
@@ -126,4 +156,7 @@ def run_cells(backend: Backend, task: Task, splits: list[Split], evals: np.ndarr
                        norm=float(curves[i, _NORM, last[i]]), steps=int(steps[i]), seconds=float(seconds[i]),
                        status=int(status[i]),
                        extra_curves=dict(zip(names, extra[i])),
-                       extra_values=task.measure_extra_values(splits[i]) if measured else {}) for i in range(count)]
+                       extra_values=task.measure_extra_values(splits[i]) if measured else {},
+                       measures={name: v[i] for name, v in finals.items()},
+                       measure_curves={name: v[i] for name, v in trends.items()},
+                       measure_dims={q.name: q.dims for q in quantities}) for i in range(count)]

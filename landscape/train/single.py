@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from landscape.dtypes import cast, move, torch_dtype
+from landscape.measures.hook import CellMeasure
 from landscape.train.norm import NormConstrained, global_norm, project_to_sphere
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
@@ -129,16 +130,22 @@ class OneModel:
         yield model
         self.model.train()
 
+    def optimizer_state(self, position: int) -> dict[str, dict[str, torch.Tensor]]:
+        state = self.opt.state  # the torch optimizer's, through any wrappers
+        return {n: {k: v.detach().clone() for k, v in state[p].items()}
+                for n, p in self.model.named_parameters() if state.get(p)}
+
     def keep(self, keep: np.ndarray) -> None:
         """Nothing to drop: when its one cell finishes, the loop ends."""
 
 
 def train_cell(task: Task, split: Split, w: float, seed: int, train: TrainConfig, evalc: EvalConfig,
                progress: Callable[[int], None] | None = None, device: str | torch.device = "cpu",
-               measured: bool = True) -> CellResult:
+               measured: bool = True, measures: Sequence[CellMeasure] = ()) -> CellResult:
     """Train one cell; ``progress`` is called with the steps done since its last call; ``measured``:
-    with the task's extra curves and values."""
+    with the task's extra curves and values and the run's ``measures`` (landscape.measures.hook)."""
     start = time.perf_counter()
     backend = OneModel(task, split, w, seed, train, evalc, torch.device(device))
     evals = cell_eval_steps(train, evalc, len(split.train_y))
-    return run_cells(backend, task, [backend.split], evals, train, start, progress, measured)[0]
+    return run_cells(backend, task, [backend.split], evals, train, start, progress, measured, measures, [(w, seed)],
+                     backend.device)[0]

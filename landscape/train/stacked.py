@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from torch.func import functional_call, vmap
 
 from landscape.dtypes import cast, torch_dtype
 from landscape.cube.schema import CURVES
+from landscape.measures.hook import CellMeasure
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 from landscape.train.checks import check_outputs
@@ -222,6 +223,17 @@ class StackedModels:
                 b.copy_(stacked[i])
             yield model
 
+    def optimizer_state(self, position: int) -> dict[str, dict[str, torch.Tensor]]:
+        """The cell's rows of each leaf's state, 2-D ones transposed back; 0-d entries (Adam's shared
+        step count) as they are."""
+        def row(v: torch.Tensor, transposed: bool) -> torch.Tensor:
+            if not v.dim():
+                return v.clone()
+            return (v[position].t() if transposed else v[position]).clone()
+
+        return {name: {k: row(v, t) for k, v in self.opt.state[leaf].items()}
+                for name, leaf, t in zip(self.fn.names, self.leaves, self.fn.transposed) if self.opt.state.get(leaf)}
+
     def keep(self, keep: np.ndarray) -> None:
         """Leaves, buffers and optimizer state sliced to the cells kept, order kept."""
         pick = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
@@ -252,12 +264,14 @@ def train_cells(
     device: str | torch.device = "cpu",
     progress: Callable[[int], None] | None = None,
     measured: bool = True,
+    measures: Sequence[CellMeasure] = (),
 ) -> list[CellResult]:
     """Train cells (split, w, seed) together; the same results as ``train_cell`` for each, in order.
 
     Every cell must train on the same number of rows per step (see ``rows_per_step``) and have the
     same eval steps; splits that are the same object are stored once. ``progress`` is called with
-    the cell-steps done since its last call; ``measured``: with the task's extra curves and values.
+    the cell-steps done since its last call; ``measured``: with the task's extra curves and values
+    and the run's ``measures`` (landscape.measures.hook).
     """
     start = time.perf_counter()
     if not (len(splits) == len(ws) == len(seeds)) or not splits:
@@ -271,4 +285,4 @@ def train_cells(
         if id(s) not in cast_once:
             cast_once[id(s)] = cast(s, torch_dtype(train.dtype))
     return run_cells(backend, task, [cast_once[id(s)] for s in splits], np.asarray(schedules.pop()), train, start,
-                     progress, measured)
+                     progress, measured, measures, list(zip(ws, seeds)), backend.device)
