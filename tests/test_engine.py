@@ -143,11 +143,18 @@ def test_modular_mlp_trained_batched_matches_one_cell_per_cell_batch(tmp_path):
         assert ds.attrs["batched"] == 1, ds.attrs["batching"]
         assert ds.attrs["batch_cells"] > 1
         np.testing.assert_array_equal(ds["status"].values, expected["status"])
+        # At the largest alpha the run catapults (its train loss climbs from 1.9 to ~500 before it fits),
+        # which amplifies rounding: from step ~20 the two paths part (test loss 8% apart at the end on
+        # an AMD EPYC, equal to 1e-4 on the Intel machine by luck). Those cells must both fit; every
+        # other cell must agree to the end.
+        curve = expected["train_loss_curve"]
+        calm = np.nanmax(curve, axis=-1) < 10 * curve[..., 0]
+        assert calm.sum() >= calm.size // 2
+        assert (ds["train_loss"].values[~calm] < 1e-5).all() and (expected["train_loss"][~calm] < 1e-5).all()
         for name in ("train_loss", "test_loss", "norm", "kernel_test_err", "rich_test_err"):
-            # atol: a loss fitted to ~1e-7 keeps only its rounding (4.9e-8 batched, 2.7e-7 per cell on an AMD EPYC)
-            np.testing.assert_allclose(ds[name].values, expected[name], rtol=1e-4, atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(ds[name].values[calm], expected[name][calm], rtol=1e-4, atol=1e-6, err_msg=name)
         for name in ("cos_kernel_curve", "cos_rich_curve", "min_margin_curve", "train_loss_curve"):
-            np.testing.assert_allclose(ds[name].values, expected[name], rtol=1e-4, atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(ds[name].values[calm], expected[name][calm], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("name, options, n", [("modular-mlp", {"p": 7, "width": 16}, 30),
