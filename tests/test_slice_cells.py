@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from landscape import cube
+from landscape.cli import main
+from landscape.errors import UserError
 from landscape.measures.directions import direction_seed, directions
 from landscape.measures.functional import constrained_mask, flat_params
 from landscape.measures.slice_cells import INTERP_T, SliceMeasure
 from landscape.measures.slices import evaluate, plane
+from landscape.read.hdf5 import surface
 from landscape.run.driver import run_grid
 from landscape.spec import resolve
 from landscape.train import evaluate as evaluate_cell
@@ -27,13 +30,18 @@ def spec_of(kind: str, **train) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cubes(tmp_path_factory, one_torch_thread):
+def paths(tmp_path_factory, one_torch_thread):
     """The filter grid batched and per cell, and the sphere grid."""
     out = tmp_path_factory.mktemp("slices")
     runs = {"filter": spec_of("filter"), "per-cell": spec_of("filter", max_batch_cells=1), "sphere": spec_of("sphere")}
     for name, spec in runs.items():
         run_grid(spec, out / f"{name}.zarr", jobs=1, device="cpu", progress=False)
-    return {name: cube.open_cube(out / f"{name}.zarr") for name in runs}
+    return {name: out / f"{name}.zarr" for name in runs}
+
+
+@pytest.fixture(scope="module")
+def cubes(paths):
+    return {name: cube.open_cube(path, verify=True) for name, path in paths.items()}
 
 
 def test_the_cube_holds_slices_and_how_to_regenerate_them(cubes):
@@ -106,3 +114,40 @@ def test_sphere_points_regenerated_from_the_attrs_have_norm_w(cubes):
     np.testing.assert_allclose(norms.numpy(), w, rtol=1e-6)
     loss, _, _ = evaluate(model, pts, split.train_x.double(), split.train_y.double(), task.loss, task.errors)
     np.testing.assert_allclose(loss.reshape(POINTS, POINTS).numpy(), result.measures["slice_train_loss"], rtol=1e-4)
+
+
+def test_the_hdf5_export_is_loss_landscapes_surface_file(paths, cubes, tmp_path, capsys):
+    h5py = pytest.importorskip("h5py", reason="HDF5 export needs the h5 extra (pip install -e '.[h5]')")
+    ds = cubes["sphere"]
+    w = ds["w"].values[1]
+    out = tmp_path / "slice.h5"
+    assert main(["export", str(paths["sphere"]), "--cell", f"w={w},N=20,seed=1", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    cell = ds.isel(w=1, N=0, seed=1)
+    with h5py.File(out, "r") as f:
+        assert set(f) == {"xcoordinates", "ycoordinates", "train_loss", "train_acc", "test_loss", "test_acc"}
+        np.testing.assert_array_equal(f["xcoordinates"][:], ds["slice_x"].values)
+        np.testing.assert_array_equal(f["ycoordinates"][:], ds["slice_y"].values)
+        for name, variable in (("train_loss", "slice_train_loss"), ("test_loss", "slice_test_loss")):
+            assert f[name].shape == (POINTS, POINTS)
+            # plot_surface.py's layout: rows along y (its points are enumerated by np.meshgrid(x, y)).
+            np.testing.assert_array_equal(f[name][:], cell[variable].values.T)
+        np.testing.assert_allclose(f["test_acc"][:], 100 * (1 - cell["slice_test_err"].values.T))
+        assert f.attrs["slice_directions"] == "sphere" and f.attrs["cell"].endswith("N=20,seed=1")
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("w=1e9,N=20,seed=0", "w has no value 1e9"),
+    ("N=20,seed=0", "names no w"),
+    ("x=1,seed=0", "'x=1' should be DIM=VALUE"),
+])
+def test_export_refuses_bad_cells_in_one_line(paths, tmp_path, capsys, cell, message):
+    assert main(["export", str(paths["filter"]), "--cell", cell, "--out", str(tmp_path / "s.h5")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_export_needs_a_cube_with_slices(cubes):
+    with pytest.raises(UserError, match="no slices"):
+        surface(cubes["filter"].drop_vars([v for v in cubes["filter"] if v.startswith("slice_")]), "w=1")
