@@ -12,7 +12,7 @@ from landscape.errors import UserError
 from landscape.measures.directions import direction_seed, directions
 from landscape.measures.functional import constrained_mask, flat_params
 from landscape.measures.slice_cells import INTERP_T, SliceMeasure
-from landscape.measures.slices import evaluate, plane
+from landscape.measures.slices import evaluate, plane, slice_path
 from landscape.read.hdf5 import surface
 from landscape.run.driver import run_grid
 from landscape.spec import resolve
@@ -151,3 +151,27 @@ def test_export_refuses_bad_cells_in_one_line(paths, tmp_path, capsys, cell, mes
 def test_export_needs_a_cube_with_slices(cubes):
     with pytest.raises(UserError, match="no slices"):
         surface(cubes["filter"].drop_vars([v for v in cubes["filter"] if v.startswith("slice_")]), "w=1")
+
+
+class Branching(torch.nn.Module):
+    """A model whose forward branches on its data: vmap cannot run it."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        out = self.layer(x)
+        return out if bool(out.sum() > 0) else -out
+
+
+@pytest.mark.parametrize("model, path", [
+    (torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)), "linear-head"),
+    (torch.nn.Sequential(torch.nn.Tanh(), torch.nn.Linear(3, 2)), "vmap"),
+    (Branching(), "loop"),
+])
+def test_the_path_is_known_before_evaluating_and_is_the_one_that_runs(model, path):
+    x, y = torch.randn(6, 3), torch.randn(6, 2)
+    assert slice_path(model, x) == path
+    pts = plane(flat_params(model), directions("filter", model, 0, torch.ones(1), 1), 3)
+    assert evaluate(model, pts, x, y, torch.nn.functional.mse_loss, lambda p, t: (p - t).abs().mean(1))[2] == path
