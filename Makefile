@@ -16,7 +16,7 @@ STAMP   := $(VENV)/.installed
 SPEC_TASK   := $(shell sed -n 's/^task *= *"\([^"]*\)".*/\1/p' $(SPEC) 2>/dev/null)
 TASK_EXTRA  := $(shell grep -qs '^$(SPEC_TASK) *= *\[' pyproject.toml && echo $(SPEC_TASK))
 # Extras the test suite needs: their tests skip without them, CI runs them.
-TEST_EXTRAS := qm9 pyg peers
+TEST_EXTRAS := qm9 pyg peers h5
 
 .PHONY: install grid figures test bench gpu-check clean
 

@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--boundary", type=float, help="train loss of the region I/II contour (default 0.02)")
     t.add_argument("--out", help="directory for the figures (trajectory, path, gamma); none: print only")
 
+    e = sub.add_parser("export", help="write one cell's slice as an HDF5 surface file (loss-landscape's plot_surface.py layout)")
+    e.add_argument("cube")
+    e.add_argument("--cell", required=True, metavar="DIM=VALUE,...",
+                   help='the cell, e.g. "w=12.5,N=200,seed=0" (a dim with one value may be left out)')
+    e.add_argument("--out", required=True, help="HDF5 file to write, e.g. slice.h5")
+
     b = sub.add_parser("boundaries", help="overlay the region I/II boundaries of several (w, m) cubes (Omnigrok Fig. 6e)")
     b.add_argument("cubes", nargs="+")
     b.add_argument("--out", required=True, help="output directory")
@@ -154,6 +160,14 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from landscape.cube import open_cube
+    from landscape.read.hdf5 import export
+
+    print(export(open_cube(args.cube, verify=True), args.cell, args.out, source=str(args.cube)))
+    return 0
+
+
 def cmd_boundaries(args: argparse.Namespace) -> int:
     from landscape.cube import open_cube
     from plots.messiness import DEFAULT_BOUNDARY, boundaries_figure
@@ -174,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         args = parser.parse_args(argv)
         code = {"grid": cmd_grid, "info": cmd_info, "plot": cmd_plot, "trajectory": cmd_trajectory,
-                "boundaries": cmd_boundaries}[args.command](args)
+                "boundaries": cmd_boundaries, "export": cmd_export}[args.command](args)
         sys.stdout.flush()  # here, so a closed pipe is caught below, not at the interpreter's exit
         return code
     except UserError as e:

@@ -144,7 +144,7 @@ def test_bare_command_lists_the_commands(capsys):
     assert main([]) == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: landscape") and "Traceback" not in err
-    for command in ("grid", "info", "plot", "trajectory", "boundaries"):
+    for command in ("grid", "info", "plot", "trajectory", "boundaries", "export"):
         assert f"\n    {command} " in err or f"\n    {command}\n" in err, command
 
 

@@ -239,3 +239,19 @@ def interpolation(model: nn.Module, start: torch.Tensor, train: tuple[Any, torch
     """The 1-D slice from ``start`` (the cell's init, flat) to the model's parameters (Goodfellow et al.)."""
     return evaluate_slice(model, line(start, flat_params(model), points, lo, hi), "interpolation", None,
                           train, test, loss, errors, **options)
+
+
+@torch.no_grad()
+def slice_path(model: nn.Module, x: Any, select: SelectFn = _index) -> str:
+    """The path :func:`evaluate` takes under ``method="auto"`` on ``model`` with inputs like ``x``, known
+    before a slice is evaluated (so that a cube can record it up front): "linear-head" from the model's
+    structure, else "vmap" when two points of one sample run under vmap, else "loop"."""
+    layout = layout_of(model)
+    if isinstance(x, torch.Tensor) and _linear_head(model, layout) is not None:
+        return "linear-head"
+    theta = flat_params(model)
+    try:
+        _preds_vmap(model, layout, torch.stack([theta, theta]), select(x, torch.arange(1)))
+    except RuntimeError:
+        return "loop"
+    return "vmap"
