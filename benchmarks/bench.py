@@ -43,6 +43,7 @@ import joblib
 import numpy as np
 import torch
 import xarray as xr
+from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
@@ -417,8 +418,6 @@ def main() -> None:
 
 
 def measure_section() -> None:
-    from torch import nn
-
     from benchmarks.bench_measure import bench_measure_cost, bench_slice, bench_top_eigenvalue
     print("\n10. landscape.measures against loss-landscapes 3.0.6 and PyHessian 0.1, 1 thread, CPU s" + loadavg())
     for widths, act, goal in (((784, 200, 200, 10), nn.ReLU, 3.0), ((5, 100, 100, 5), nn.Tanh, 5.0)):

@@ -261,12 +261,13 @@ def test_on_cuda_same_as_cpu(setup):
         trace(ambient(loss, theta), 10, seed=1).estimate, rel=1e-8)
 
 
-def test_stacked_cells_give_each_cells_own_top_eigenvalues():
-    """Three cells' Lanczos at once (vmapped products) against each cell alone and its dense Hessian;
-    the tiny model's 59 parameters also let a cell stop at its whole Krylov space."""
+@pytest.mark.parametrize("chunk", [16, 4096])
+def test_stacked_cells_give_each_cells_own_top_eigenvalues(chunk):
+    """Three cells' Lanczos at once (batched products, data in 3 chunks and in one) against each
+    cell alone and its dense Hessian; 8 steps also stop a cell short of convergence."""
     from landscape.measures.hessian import stacked_ambient, stacked_top_eigenvalues
     model, x, y = tiny()
-    loss = FlatLoss(model, x, y, F.mse_loss, chunk=16)
+    loss = FlatLoss(model, x, y, F.mse_loss, chunk=chunk)
     thetas = torch.stack([flat_params(tiny(seed)[0]) for seed in (0, 1, 2)])
     for k, max_iter in ((2, 100), (1, 8)):
         stacked = stacked_top_eigenvalues(stacked_ambient(loss, thetas), len(thetas), k, max_iter, 1e-10, seed=3)

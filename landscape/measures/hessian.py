@@ -260,16 +260,26 @@ def spectral_density(op: Operator, probes: int = 1, steps: int = 80, seed: int =
 
 def stacked_ambient(loss: FlatLoss, thetas: torch.Tensor) -> Operator:
     """The Hessians of ``loss`` at each row of ``thetas`` (cells x dim: cells of one model shape on
-    the same data) as one operator on stacks of vectors (cells x dim): each product is one vmapped
-    double backward over all cells, so that a batch of cells runs in one pass per Lanczos step
-    instead of one per cell. ``dim`` is the parameter count of one cell."""
-    thetas = thetas.detach()
+    the same data) as one operator on stacks of vectors (cells x dim). The cells' losses are summed
+    over one vmapped forward pass, so the Hessian of the sum in the stacked parameters is
+    block-diagonal, one block per cell: one double backward gives every cell's product. As in
+    :meth:`FlatLoss.hvp`, the gradient's graph is kept between calls when the data are one chunk.
+    ``dim`` is the parameter count of one cell."""
+    def graph(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = thetas.detach().requires_grad_()
+        total = torch.func.vmap(lambda theta: loss.chunk_loss(theta, rows))(t).sum()
+        return t, torch.autograd.grad(total, t, create_graph=True)[0]
 
-    def hvp_one(theta: torch.Tensor, v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return torch.func.vjp(torch.func.grad(lambda t: loss.chunk_loss(t, rows)), theta)[1](v)[0]
+    kept = graph(loss.chunks[0]) if len(loss.chunks) == 1 else None
 
     def matvec(vs: torch.Tensor) -> torch.Tensor:
-        return loss._sum(lambda rows: torch.func.vmap(hvp_one, in_dims=(0, 0, None))(thetas, vs, rows))
+        if kept is not None:
+            return torch.autograd.grad(kept[1], kept[0], vs, retain_graph=True)[0]
+
+        def one(rows: torch.Tensor) -> torch.Tensor:
+            t, g = graph(rows)
+            return torch.autograd.grad(g, t, vs)[0]
+        return loss._sum(one)
 
     return Operator(matvec, loss.dim, thetas.dtype, thetas.device)
 
