@@ -429,8 +429,9 @@ def measure_section() -> None:
     if "ratio" in e:
         print(row("lambda_max to 1e-3, MNIST MLP, per cell", f"{e['ratio']:.2f}x",
                   f"Lanczos {e['engine_cpu_s']:.2f} s ({e['engine_iterations']} it, err {e['engine_rel_err']:.0e}), "
-                  f"PyHessian {e['pyhessian_cpu_s']:.2f} s at tol {e['pyhessian_tol']:.0e} (its default 1e-3: err "
-                  f"{e['pyhessian_defaults_rel_err']:.0e}) {target(e['ratio'] >= 2, '>= 2x')}"))
+                  f"PyHessian {e['pyhessian_cpu_s']:.2f} s at tol {e['pyhessian_tol']:.0e} (at its defaults "
+                  f"{e['pyhessian_defaults_cpu_s']:.2f} s, err {e['pyhessian_defaults_rel_err']:.0e}) "
+                  f"{target(e['ratio'] >= 2, '>= 2x')}"))
         print(row(f"lambda_max to 1e-3, {e['cells']} cells batched", f"{e['ratio_batched']:.2f}x",
                   f"{e['batched_cpu_s_per_cell']:.2f} s per cell, worst err {e['batched_rel_err']:.0e} "
                   f"{target(e['ratio_batched'] >= 2, '>= 2x')}"))
