@@ -13,7 +13,8 @@ from torch import nn
 
 from landscape.measures import (KINDS, Curvature, FlatLoss, adam_preconditioner, adam_sharpness, adam_threshold,
                                ambient, constrained_mask, curvature, flat_params, preconditioned, reduced,
-                               sgd_threshold, spectral_density, top_eigenvalues, trace)
+                               sgd_threshold, spectral_density, stacked_ambient, stacked_top_eigenvalues,
+                               top_eigenvalues, trace)
 from landscape.measures.hessian import _lanczos, _tridiagonal
 
 
@@ -265,7 +266,6 @@ def test_on_cuda_same_as_cpu(setup):
 def test_stacked_cells_give_each_cells_own_top_eigenvalues(chunk):
     """Three cells' Lanczos at once (batched products, data in 3 chunks and in one) against each
     cell alone and its dense Hessian; 8 steps also stop a cell short of convergence."""
-    from landscape.measures.hessian import stacked_ambient, stacked_top_eigenvalues
     model, x, y = tiny()
     loss = FlatLoss(model, x, y, F.mse_loss, chunk=chunk)
     thetas = torch.stack([flat_params(tiny(seed)[0]) for seed in (0, 1, 2)])
