@@ -23,6 +23,9 @@ this machine; nothing is compared against figures from elsewhere. Sections:
    and the projected time of the paper's 588 x 10,000-step grid.
 7. IMDb LSTM (Omnigrok Fig. 4's model on random token ids): cell-steps/s of the per-cell path on
    nn.LSTM and on the matmul LSTM, and of the batched path (the matmul LSTM under vmap).
+10. landscape.measures against its peers (benchmarks.bench_measure), 1 thread, per CPU second,
+   side by side in this run: a 21x21 slice against loss-landscapes, lambda_max against PyHessian
+   (per cell and cells batched), and the cost of the default [measure] against training the cell.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ import joblib
 import numpy as np
 import torch
 import xarray as xr
+from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
@@ -409,7 +413,34 @@ def main() -> None:
         gpu_section(task, spec)
     else:
         print("  skipped: torch.cuda.is_available() is False on this machine")
+    measure_section()
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; bench took {time.perf_counter() - start:.0f} s")
+
+
+def measure_section() -> None:
+    from benchmarks.bench_measure import bench_measure_cost, bench_slice, bench_top_eigenvalue
+    print("\n10. landscape.measures against loss-landscapes 3.0.6 and PyHessian 0.1, 1 thread, CPU s" + loadavg())
+    for widths, act, goal in (((784, 200, 200, 10), nn.ReLU, 3.0), ((5, 100, 100, 5), nn.Tanh, 5.0)):
+        s = bench_slice(widths, activation=act)
+        print(row(f"21x21 slice, {s['model']} MLP, 2,000 samples", f"{s['ratio']:.2f}x",
+                  f"engine {s['engine_cpu_s']:.2f} s ({s['engine_path']}), random_plane {s['baseline_cpu_s']:.2f} s, "
+                  f"max rel diff {s['max_rel_diff']:.1e} {target(s['ratio'] >= goal, f'>= {goal:.0f}x')}"))
+    e = bench_top_eigenvalue()
+    if "ratio" in e:
+        print(row("lambda_max to 1e-3, MNIST MLP, per cell", f"{e['ratio']:.2f}x",
+                  f"Lanczos {e['engine_cpu_s']:.2f} s ({e['engine_iterations']} it, err {e['engine_rel_err']:.0e}), "
+                  f"PyHessian {e['pyhessian_cpu_s']:.2f} s at tol {e['pyhessian_tol']:.0e} (at its defaults "
+                  f"{e['pyhessian_defaults_cpu_s']:.2f} s, err {e['pyhessian_defaults_rel_err']:.0e}) "
+                  f"{target(e['ratio'] >= 2, '>= 2x')}"))
+        print(row(f"lambda_max to 1e-3, {e['cells']} cells batched", f"{e['ratio_batched']:.2f}x",
+                  f"{e['batched_cpu_s_per_cell']:.2f} s per cell, worst err {e['batched_rel_err']:.0e} "
+                  f"{target(e['ratio_batched'] >= 2, '>= 2x')}"))
+    else:
+        print(row("lambda_max against PyHessian", "not measured", "pyhessian is not installed (extra peers)"))
+    c = bench_measure_cost()
+    print(row("cost of the default [measure], fraction of training", f"{c['fraction']:.2f}",
+              f"hessian_top = 1 + trace, ambient and reduced, on {c['n_train']} samples: {c['measure_cpu_s']:.1f} s; "
+              f"training the cell ({c['steps']} steps): {c['train_cpu_s']:.1f} s"))
 
 
 def gpu_section(task: Task, spec: Spec) -> None:

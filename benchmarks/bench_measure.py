@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -112,12 +113,14 @@ def bench_slice(widths: tuple[int, ...] = (784, 200, 200, 10), samples: int = 20
 
 
 def bench_top_eigenvalue(widths: tuple[int, ...] = (784, 200, 200, 10), samples: int = 2000,
-                         seed: int = 0, target: float = 1e-3) -> dict[str, float | str]:
+                         seed: int = 0, target: float = 1e-3, cells: int = 4) -> dict[str, float | str]:
     """CPU seconds to lambda_max of the train-loss Hessian within ``target`` relative of a converged
     value (Lanczos to ``tol=1e-10`` from another start): by Lanczos, and by PyHessian's power
     iteration (when installed) at its defaults and then with its ``tol`` cut tenfold until it meets
     the target (its defaults stop on a relative change of 1e-3 between iterations, which is not an
-    error of 1e-3)."""
+    error of 1e-3). With ``cells`` > 1, also ``cells`` cells (the model's weights perturbed per
+    cell) by :func:`landscape.measures.hessian.stacked_top_eigenvalues` in one batch, against
+    ``cells`` times PyHessian's time on one cell at the tolerance that met the target."""
     from landscape.measures.functional import FlatLoss
     from landscape.measures.hessian import ambient, top_eigenvalues
     with threadpool_limits(1):
@@ -156,12 +159,78 @@ def bench_top_eigenvalue(widths: tuple[int, ...] = (784, 200, 200, 10), samples:
                 tol /= 10
             out.update(pyhessian_tol=tol, pyhessian_cpu_s=base_s, pyhessian_rel_err=rel_err(top[0]),
                        ratio=base_s / engine_s)
+            if cells > 1:
+                out.update(_batched_cells(model, x, y, cells, seed, target, base_s))
             return out
         finally:
             torch.set_num_threads(threads)
+
+
+def _batched_cells(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cells: int, seed: int, target: float,
+                   peer_s: float) -> dict[str, float]:
+    """CPU seconds of ``cells`` cells' lambda_max in one stacked Lanczos, their worst relative error
+    against each cell's converged value, and the ratio to ``cells`` runs of the peer (``peer_s`` each)."""
+    from landscape.measures.functional import FlatLoss
+    from landscape.measures.hessian import ambient, stacked_ambient, stacked_top_eigenvalues, top_eigenvalues
+    gen = torch.Generator().manual_seed(seed + 2)
+    theta = flat_params(model)
+    thetas = torch.stack([theta * (1 + 0.05 * torch.randn(theta.shape, generator=gen)) for _ in range(cells)])
+    loss = FlatLoss(model, x, y, F.mse_loss)
+    exact = torch.tensor([float(top_eigenvalues(ambient(loss, t), 1, 300, 1e-10, seed + 1).values[0]) for t in thetas])
+    batched_s, eigs = _cpu_seconds(lambda: stacked_top_eigenvalues(stacked_ambient(loss, thetas), cells, 1, 100,
+                                                                   target, seed))
+    got = torch.tensor([float(e.values[0]) for e in eigs])
+    return {"cells": cells, "batched_cpu_s": batched_s, "batched_cpu_s_per_cell": batched_s / cells,
+            "batched_rel_err": float(((got - exact).abs() / exact.abs()).max()),
+            "ratio_batched": cells * peer_s / batched_s}
+
+
+def bench_measure_cost(n_train: int = 4000, seed: int = 0, threads: int = 1) -> dict[str, float]:
+    """The cost of the default ``[measure]`` (hessian_top = 1 and the trace, ambient and reduced, at
+    the cell's end) as a fraction of training the cell: one cell of grids/mnist.toml at alpha = 1
+    trained by :func:`landscape.train.train_cell` (CPU seconds), then
+    :func:`landscape.measures.curvature` on its final model on its full training set (CPU seconds).
+    The final model is taken by a measure that only keeps it, so the row does not depend on the
+    [measure] section's own hook."""
+    from landscape.measures import curvature
+    from landscape.run.plan import default_init_norm
+    from landscape.spec import MeasureConfig, load_spec
+    from landscape.train import train_cell
+    spec = load_spec(Path(__file__).resolve().parents[1] / "grids" / "mnist.toml")
+    task = spec.make_task()
+    split = task.data(n_train)
+    w = default_init_norm(task)
+    defaults = MeasureConfig(hessian_top=1, hessian_trace=True)
+    kept: list[nn.Module] = []
+
+    class Keep:
+        quantities: tuple = ()
+        coords: dict = {}
+        every_eval = False
+
+        def __call__(self, model: nn.Module, at: object) -> dict:
+            kept.append(copy.deepcopy(model))
+            return {}
+
+    with threadpool_limits(threads):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            train_s, _ = _cpu_seconds(lambda: train_cell(task, split, w, seed, spec.train, spec.eval,
+                                                         measures=[Keep()]))
+            model = kept[-1]
+            measure_s, curv = _cpu_seconds(lambda: curvature(
+                model, split.train_x, split.train_y, task.loss, task.constrained_parameters(model), seed,
+                top=defaults.hessian_top, trace_probes=defaults.trace_probes if defaults.hessian_trace else 0))
+        finally:
+            torch.set_num_threads(before)
+    return {"n_train": n_train, "steps": spec.train.steps, "train_cpu_s": train_s, "measure_cpu_s": measure_s,
+            "fraction": measure_s / train_s,
+            "lanczos_iterations": float(sum(c.eigen.iterations for c in curv.values()))}
 
 
 if __name__ == "__main__":
     for widths, act in (((784, 200, 200, 10), nn.ReLU), ((5, 100, 100, 5), nn.Tanh)):
         print(bench_slice(widths, activation=act))
     print(bench_top_eigenvalue())
+    print(bench_measure_cost())

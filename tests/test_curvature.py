@@ -13,7 +13,8 @@ from torch import nn
 
 from landscape.measures import (KINDS, Curvature, FlatLoss, adam_preconditioner, adam_sharpness, adam_threshold,
                                ambient, constrained_mask, curvature, flat_params, preconditioned, reduced,
-                               sgd_threshold, spectral_density, top_eigenvalues, trace)
+                               sgd_threshold, spectral_density, stacked_ambient, stacked_top_eigenvalues,
+                               top_eigenvalues, trace)
 from landscape.measures.hessian import _lanczos, _tridiagonal
 
 
@@ -259,3 +260,21 @@ def test_on_cuda_same_as_cpu(setup):
         assert gpu.values.device.type == "cuda" and torch.allclose(gpu.values.cpu(), cpu.values, rtol=1e-8)
     assert trace(ambient(on_gpu, theta.cuda()), 10, seed=1).estimate == pytest.approx(
         trace(ambient(loss, theta), 10, seed=1).estimate, rel=1e-8)
+
+
+@pytest.mark.parametrize("chunk", [16, 4096])
+def test_stacked_cells_give_each_cells_own_top_eigenvalues(chunk):
+    """Three cells' Lanczos at once (batched products, data in 3 chunks and in one) against each
+    cell alone and its dense Hessian; 8 steps also stop a cell short of convergence."""
+    model, x, y = tiny()
+    loss = FlatLoss(model, x, y, F.mse_loss, chunk=chunk)
+    thetas = torch.stack([flat_params(tiny(seed)[0]) for seed in (0, 1, 2)])
+    for k, max_iter in ((2, 100), (1, 8)):
+        stacked = stacked_top_eigenvalues(stacked_ambient(loss, thetas), len(thetas), k, max_iter, 1e-10, seed=3)
+        for theta, got in zip(thetas, stacked):
+            alone = top_eigenvalues(ambient(loss, theta), k, max_iter, 1e-10, seed=3)
+            assert got.iterations == alone.iterations and got.converged == alone.converged
+            assert torch.allclose(got.values, alone.values, rtol=1e-10)
+            assert torch.allclose(got.residuals, alone.residuals, rtol=1e-6, atol=1e-9)
+            if max_iter == 100:
+                assert close(got.values, torch.linalg.eigvalsh(dense(loss, theta)[0]).flip(0)[:k], 1e-8)

@@ -7,7 +7,7 @@ from landscape.measures.directions import direction_seed, directions, filter_dir
 from landscape.measures.functional import FlatLoss, constrained_mask, flat_params, layout_of
 from landscape.measures.hessian import (Density, Eigen, Operator, Trace, adam_preconditioner, adam_threshold,
                                        ambient, preconditioned, reduced, sgd_threshold, spectral_density,
-                                       top_eigenvalues, trace)
+                                       stacked_ambient, stacked_top_eigenvalues, top_eigenvalues, trace)
 from landscape.measures.slices import Points, Slice, evaluate, interpolation, landscape_slice, line, plane
 
 __all__ = [
@@ -15,6 +15,6 @@ __all__ = [
     "Density", "Eigen", "FlatLoss", "Operator", "Points", "Slice", "Trace", "adam_preconditioner",
     "adam_threshold", "ambient", "constrained_mask", "direction_seed", "directions", "evaluate",
     "filter_directions", "flat_params", "interpolation", "landscape_slice", "layout_of", "line", "plane",
-    "preconditioned", "reduced", "sgd_threshold", "spectral_density", "sphere_directions", "top_eigenvalues",
-    "trace",
+    "preconditioned", "reduced", "sgd_threshold", "spectral_density", "sphere_directions", "stacked_ambient",
+    "stacked_top_eigenvalues", "top_eigenvalues", "trace",
 ]

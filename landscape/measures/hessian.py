@@ -256,3 +256,84 @@ def spectral_density(op: Operator, probes: int = 1, steps: int = 80, seed: int =
     gauss = torch.exp(-0.5 * ((grid[:, None, None] - nodes.nan_to_num(0.0)) / width_abs) ** 2)
     values = (gauss * weights).sum((1, 2)) / (probes * width_abs * math.sqrt(2 * math.pi))
     return Density(grid, values, width_abs, nodes, weights)
+
+
+def stacked_ambient(loss: FlatLoss, thetas: torch.Tensor) -> Operator:
+    """The Hessians of ``loss`` at each row of ``thetas`` (cells x dim: cells of one model shape on
+    the same data) as one operator on stacks of vectors (cells x dim). The cells' losses are summed
+    over one vmapped forward pass, so the Hessian of the sum in the stacked parameters is
+    block-diagonal, one block per cell: one double backward gives every cell's product. As in
+    :meth:`FlatLoss.hvp`, the gradient's graph is kept between calls when the data are one chunk.
+    ``dim`` is the parameter count of one cell."""
+    def graph(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = thetas.detach().requires_grad_()
+        total = torch.func.vmap(lambda theta: loss.chunk_loss(theta, rows))(t).sum()
+        return t, torch.autograd.grad(total, t, create_graph=True)[0]
+
+    kept = graph(loss.chunks[0]) if len(loss.chunks) == 1 else None
+
+    def matvec(vs: torch.Tensor) -> torch.Tensor:
+        if kept is not None:
+            return torch.autograd.grad(kept[1], kept[0], vs, retain_graph=True)[0]
+
+        def one(rows: torch.Tensor) -> torch.Tensor:
+            t, g = graph(rows)
+            return torch.autograd.grad(g, t, vs)[0]
+        return loss._sum(one)
+
+    return Operator(matvec, loss.dim, thetas.dtype, thetas.device)
+
+
+def stacked_top_eigenvalues(op: Operator, cells: int, k: int = 1, max_iter: int = 100, tol: float = 1e-6,
+                            seed: int = 0) -> list[Eigen]:
+    """:func:`top_eigenvalues` of ``cells`` operators at once: ``op.matvec`` maps cells x dim to
+    cells x dim (:func:`stacked_ambient`). Each cell runs its own Lanczos from the same start as
+    :func:`top_eigenvalues` with ``seed``, with the same stopping rule; a cell that has stopped is
+    carried along as zeros, so the products of the others stay batched."""
+    if not 1 <= k <= op.dim:
+        raise ValueError(f"k = {k} must lie in [1, {op.dim}] (the parameter count)")
+    steps = min(max(max_iter, k), op.dim)
+    v0 = torch.randn(op.dim, generator=_generator(seed), dtype=torch.float64).to(dtype=op.dtype, device=op.device)
+    q = (v0 / torch.linalg.vector_norm(v0)).expand(cells, -1).clone()
+    basis, alphas, betas = [q], [], []
+    length = [0] * cells  # Lanczos steps kept per cell; 0 while it still runs
+    converged = [False] * cells
+    scale = torch.zeros(cells, dtype=op.dtype, device=op.device)
+    for j in range(steps):
+        r = op.matvec(basis[-1])
+        alpha = (basis[-1] * r).sum(1)
+        Q = torch.stack(basis, 1)  # cells x j x dim
+        for _pass in range(2):
+            r = r - torch.einsum("cj,cjd->cd", torch.einsum("cjd,cd->cj", Q, r), Q)
+        beta = torch.linalg.vector_norm(r, dim=1)
+        alphas.append(alpha)
+        betas.append(beta)
+        scale = torch.maximum(scale, torch.maximum(alpha.abs(), beta))
+        a, b = torch.stack(alphas, 1), torch.stack(betas, 1)
+        for c in range(cells):
+            if length[c]:
+                continue
+            if j + 1 >= k:
+                ritz, s = torch.linalg.eigh(_tridiagonal(a[c], b[c]))
+                converged[c] = bool(((b[c, -1] * s[-1, -k:]).abs() <= tol * ritz.abs().max()).all())
+            if converged[c] or float(beta[c]) <= 1e-10 * float(scale[c]) or j + 1 == steps:
+                length[c] = j + 1
+        if all(length):
+            break
+        running = torch.tensor([not n for n in length], dtype=op.dtype, device=op.device)
+        basis.append(r / torch.where(running > 0, beta, torch.ones_like(beta))[:, None] * running[:, None])
+    A, B, Q = torch.stack(alphas, 1), torch.stack(betas, 1), torch.stack(basis, 1)
+    values, vectors = [], []
+    for c, n in enumerate(length):
+        ritz, s = torch.linalg.eigh(_tridiagonal(A[c, :n], B[c, :n]))
+        vec = s[:, -k:].flip(1).T @ Q[c, :n]
+        values.append(ritz[-k:].flip(0))
+        vectors.append(vec / torch.linalg.vector_norm(vec, dim=1, keepdim=True))
+    count = min(len(v) for v in values)  # fewer than k only where a cell's Krylov space is smaller
+    V = torch.stack([v[:count] for v in vectors])  # cells x count x dim
+    lam = torch.stack([v[:count] for v in values])
+    # One batched product per eigenvector rank gives every cell's residuals.
+    residuals = torch.stack([torch.linalg.vector_norm(op.matvec(V[:, i]) - lam[:, i, None] * V[:, i], dim=1)
+                             for i in range(count)], 1)
+    return [Eigen(lam[c], V[c], residuals[c], n, converged[c] or n < steps)
+            for c, n in enumerate(length)]
