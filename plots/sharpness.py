@@ -65,7 +65,7 @@ def sharpness_figure(cube: xr.Dataset, levels: Sequence[float] | None = None) ->
         ax.set_xlabel(W_LABEL)
         ax.set_ylabel(axis_label(cube))
         add_alpha_axis(ax, cube.attrs["w0"])
-    fig.colorbar(mesh, ax=axes, label=r"top eigenvalue $\lambda_{\max}$ of the train-loss Hessian", shrink=0.9)
+    fig.colorbar(mesh, ax=axes, label=r"$\lambda_{\max}$ of the train-loss Hessian", shrink=0.9)
     contour = Line2D([], [], color=CONTOUR_COLOR, ls="--", lw=1.4,
                      label=f"test {FIGURE_METRICS[metric]} contours (the thumb)")
     add_legend(fig, [contour, *missing, alpha_one], ncols=4)

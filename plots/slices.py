@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator
+from matplotlib.ticker import LogLocator, MaxNLocator
 
 from landscape.read.cells import cell_label
 from plots.cell_lines import cell_lines_figure
@@ -60,6 +60,8 @@ def slice_figure(cube: xr.Dataset, cells: list[dict[str, Any]]) -> Figure:
             ax.contour(x, y, shown, levels=levels, colors="white", linewidths=0.5, alpha=0.6)
             ax.plot(0, 0, marker="*", ms=12, color="#D55E00", mec="white", ls="none")
             ax.set_aspect("equal")
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.yaxis.set_major_locator(MaxNLocator(5))
             ax.grid(False)
             ax.set_xlabel(coefficient_label(cube, 0))
             ax.set_ylabel(coefficient_label(cube, 1))
@@ -69,6 +71,7 @@ def slice_figure(cube: xr.Dataset, cells: list[dict[str, Any]]) -> Figure:
         gx, gy = np.meshgrid(x, y, indexing="ij")
         surface.plot_surface(gx, gy, np.log10(np.where(losses[0] > 0, losses[0], np.nan)), cmap="viridis",
                              norm=None, linewidth=0, antialiased=True)
+        surface.set_box_aspect(None, zoom=0.82)  # room for the z label inside the panel
         surface.set_xlabel("$a$")
         surface.set_ylabel("$b$")
         surface.set_zlabel(r"$\log_{10}$ train loss")
