@@ -48,9 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("cube")
     f.add_argument("--out", required=True, help="output directory, e.g. figures/mnist")
     f.add_argument("--kind", action="append",
-                   help="landscape cubes: lu, thumb, goldilocks; (w, m) landscapes: maps, lu; dynamics cubes: "
-                        "grokking, times-wd, times-axis, prediction; with reference cosines also dichotomy, transition "
-                        "(repeatable; default all that the cube supports)")
+                   help="landscape cubes: lu, thumb, goldilocks, with lambda_max measured also sharpness; (w, m) "
+                        "landscapes: maps, lu; dynamics cubes: grokking, times-wd, times-axis, prediction; with "
+                        "reference cosines also dichotomy, transition; with lambda_max curves edge-of-stability; any "
+                        "cube with those measurements: slice, density, interpolation (repeatable; default all that "
+                        "the cube supports)")
+    f.add_argument("--cells", action="append", metavar='"w=..,N=.."',
+                   help="cells of the slice, density and interpolation figures: the cube's dims (or alpha) = values, "
+                        "nearest stored value within 5%%; repeatable or ;-separated (default: the best-test cell "
+                        "and the smallest and largest w at its N)")
     f.add_argument("--landscape", metavar="CUBE",
                    help="for a dynamics cube: a landscape cube of the same task, for the delay-prediction panel")
     f.add_argument("--levels", type=_floats,
@@ -137,7 +143,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     landscape = open_cube(args.landscape, verify=True) if args.landscape else None
     paths = render(open_cube(args.cube, verify=True), args.out, kinds=args.kind, levels=args.levels,
-                   smooth=args.smooth, values=args.values, landscape=landscape)
+                   smooth=args.smooth, values=args.values, landscape=landscape, cells=args.cells)
     print("\n".join(str(p) for p in paths))
     return 0
 

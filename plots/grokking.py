@@ -54,13 +54,8 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
         if layers:
             _layer_panel(grid[per_run * (i // ncols) + 1, i % ncols], run, steps)
         _curves(ax, run, steps, metric, level)
-        for name, color in (("t_fit", PALETTE[0]), ("t_gen", PALETTE[1])):
-            t = float(run[name])
-            if np.isfinite(t):
-                ax.axvline(max(t, 1), color=color, lw=1, ls="--")
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlim(0, max(steps[-1], 1))
-        ax.set_xlabel("optimizer step $t$")
+        mark_fit_gen(ax, run)
+        step_axis(ax, steps)
         diverged = " (diverged)" if int(run["status"]) == STATUS_DIVERGED else ""
         ax.set_title(run_label(cube, at) + diverged, fontsize=10)
         twin = ax.twinx()
@@ -111,10 +106,23 @@ def _layer_panel(ax: Axes, run: xr.Dataset, steps: np.ndarray) -> None:
     curves = run["layer_norm_curve"].values
     for curve, color in zip(curves, itertools.cycle(_LAYER_COLORS)):
         ax.plot(steps, curve, color=color, lw=1.5)
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(0, max(steps[-1], 1))
+    step_axis(ax, steps)
     finite = curves[np.isfinite(curves)]
     if finite.size:  # a diverged run has no finite norm to scale the axis to
         ax.set_ylim(0, 1.08 * finite.max())
-    ax.set_xlabel("optimizer step $t$")
     ax.set_ylabel("norm per layer")
+
+
+def step_axis(ax: Axes, steps: np.ndarray) -> None:
+    """The runs' step axis: log beyond step 1 and linear below (symlog), so that step 0 is shown."""
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(0, max(steps[-1], 1))
+    ax.set_xlabel("optimizer step $t$")
+
+
+def mark_fit_gen(ax: Axes, run: xr.Dataset) -> None:
+    """Dashed vertical lines at the run's t_fit (blue) and t_gen (orange), where it reached them."""
+    for name, color in (("t_fit", PALETTE[0]), ("t_gen", PALETTE[1])):
+        t = float(run[name])
+        if np.isfinite(t):
+            ax.axvline(max(t, 1), color=color, lw=1, ls="--")

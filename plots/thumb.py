@@ -28,7 +28,7 @@ _COLORBAR_LABEL = {"err": "error (1 − accuracy)", "loss": "loss"}
 #: A loss map's colours span this many decades below its lowest level and above its highest (at
 #: most): the contours' neighbourhood gets the colours, however far the loss runs off (QM9: 1e-12 to 1e9).
 _LOSS_DECADES = 2
-_CONTOUR_COLOR = PALETTE[0]
+CONTOUR_COLOR = PALETTE[0]
 # Contours are traced on the map resampled this many times finer in log w and log N, so that
 # between grid points they follow log-linear interpolation (as the thumb tips do), not linear.
 _UPSAMPLE = 8
@@ -78,7 +78,7 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] | None = None, smooth
         ax.set_xlim(w_edges[0], w_edges[-1])
         ax.set_ylim(n_edges[0], n_edges[-1])
         ticks_at_samples(ax.yaxis, n)
-        _contours(ax, w, n, z, levels, var)
+        thumb_contours(ax, w, n, z, levels, var)
         tipped, outside = _mark_tips(ax, critical_data_size(maps, list(levels), var), axis)
         any_tip |= tipped
         missing = mark_missing_cells(ax, w_edges, n_edges, status)
@@ -93,7 +93,7 @@ def thumb_figure(cube: xr.Dataset, levels: Sequence[float] | None = None, smooth
         add_alpha_axis(ax, cube.attrs["w0"])
     handles = missing + [alpha_one]  # both maps share the status, so either panel's handles serve
     if any_tip:
-        handles.append(Line2D([], [], ls="none", marker="*", ms=12, color=_CONTOUR_COLOR, mec="white",
+        handles.append(Line2D([], [], ls="none", marker="*", ms=12, color=CONTOUR_COLOR, mec="white",
                               label=f"thumb tip ${axis}_c$ of the level beside it"))
     extend = "neither" if metric == "err" else "both"  # a loss's colours saturate beyond the range
     fig.colorbar(mesh, ax=axes, label=_COLORBAR_LABEL[metric], shrink=0.9, extend=extend)
@@ -116,7 +116,9 @@ def _colour_scale(metric: str, levels: Sequence[float], maps: list[np.ndarray]) 
     return LogNorm(low, high) if low < high else LogNorm(min(levels) / 10, max(levels) * 10)
 
 
-def _contours(ax: Axes, w: np.ndarray, n: np.ndarray, z: np.ndarray, levels: Sequence[float], var: str) -> None:
+def thumb_contours(ax: Axes, w: np.ndarray, n: np.ndarray, z: np.ndarray, levels: Sequence[float], var: str) -> None:
+    """Labelled dashed contours of ``z`` (rows ``n``, columns ``w``) of ``var`` at ``levels`` on log axes,
+    traced on the log-log interpolation the thumb tips use (also over other maps: the sharpness map)."""
     if w.size < 2 or n.size < 2 or np.isfinite(z).sum() < 4:
         return  # a line or a point has no contours
     log_w, log_n = np.log10(w), np.log10(n)
@@ -129,7 +131,7 @@ def _contours(ax: Axes, w: np.ndarray, n: np.ndarray, z: np.ndarray, levels: Seq
     if np.nanmin(fine) > max(levels) or np.nanmax(fine) < min(levels):
         return  # matplotlib would warn that no contour levels were found
     lines = ax.contour(10.0 ** grid_w, 10.0 ** grid_n, np.ma.masked_invalid(fine), levels=sorted(levels),
-                       colors=_CONTOUR_COLOR, linestyles="--", linewidths=1.4)
+                       colors=CONTOUR_COLOR, linestyles="--", linewidths=1.4)
     for label in ax.clabel(lines, fmt=lambda v: f"{v:g}", fontsize=9, manual=_label_points(ax, lines)):
         label.set_bbox({"facecolor": "white", "alpha": 0.9, "lw": 0, "pad": 0.6})  # over neighbouring contours
 
@@ -180,10 +182,10 @@ def _mark_tips(ax: Axes, tips: xr.Dataset, axis: str) -> tuple[bool, list[str]]:
         where = str(tip["position"].values)
         if where == INSIDE:
             at = (float(tip["w_tip"]), float(tip[f"{axis}_c"]))
-            ax.plot(*at, ls="none", marker="*", ms=14, color=_CONTOUR_COLOR, mec="white", zorder=5)
+            ax.plot(*at, ls="none", marker="*", ms=14, color=CONTOUR_COLOR, mec="white", zorder=5)
             # Which contour the star closes: tips of several levels can sit close together.
             ax.annotate(f"{level:g}", at, xytext=(7, -3), textcoords="offset points", fontsize=8, fontweight="bold",
-                        color=_CONTOUR_COLOR, zorder=6, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 0.4})
+                        color=CONTOUR_COLOR, zorder=6, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 0.4})
             drawn = True
         else:
             elsewhere.setdefault(where, []).append(f"{level:g}")

@@ -137,9 +137,9 @@ def test_the_hdf5_export_is_loss_landscapes_surface_file(paths, cubes, tmp_path,
 
 
 @pytest.mark.parametrize("cell, message", [
-    ("w=1e9,N=20,seed=0", "w has no value 1e9"),
-    ("N=20,seed=0", "names no w"),
-    ("x=1,seed=0", "'x=1' should be DIM=VALUE"),
+    ("w=1e9,N=20,seed=0", "w=1e9 is not in the cube"),
+    ("N=20,seed=0", "give w too"),
+    ("x=1,seed=0", "'x=1' is not KEY=VALUE"),
 ])
 def test_export_refuses_bad_cells_in_one_line(paths, tmp_path, capsys, cell, message):
     assert main(["export", str(paths["filter"]), "--cell", cell, "--out", str(tmp_path / "s.h5")]) == 2

@@ -84,14 +84,15 @@ def from_scale(values: Values, var: str) -> Values:
     return 10.0 ** values if is_loss(var) else values
 
 
-def average_seeds(cube: xr.Dataset) -> xr.Dataset:
-    """The cube with its final values averaged over finished seeds, without a ``seed`` dim.
+def average_seeds(cube: xr.Dataset, extra: Sequence[str] = ()) -> xr.Dataset:
+    """The cube with its final values (the metrics, and the variables ``extra``: measurements over
+    their own dims) averaged over finished seeds, without a ``seed`` dim.
 
     ``status`` becomes 1 where some seed finished, else 2 where some seed diverged, else 0, so the
     result is itself a cube the functions here accept, and the maps drawn from it are the maps
     the thumb tips of :func:`critical_data_size` refer to.
     """
-    metrics = [m for m in METRICS if m in cube.data_vars]
+    metrics = [m for m in METRICS if m in cube.data_vars] + list(extra)
     if "seed" not in cube.dims:
         return cube[metrics + ["status"]].compute()
     status = cube["status"].compute()

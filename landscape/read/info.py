@@ -10,6 +10,7 @@ import xarray as xr
 from landscape.read.analysis import (FIGURE_METRICS, critical_data_size, critical_norm, goldilocks_zone, is_landscape,
                                 is_loss, lu_mismatch, metric_of, over_representation, seed_summary)
 from landscape.cube.schema import TRANSITION
+from landscape.read.curvature import SPACES, has_curvature, per_axis, per_cell
 from landscape.read.dichotomy import cube_transition
 from landscape.errors import printable
 from landscape.cube.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
@@ -31,6 +32,8 @@ def describe(ds: xr.Dataset) -> str:
         lines.append(f"device:      {ds.attrs['device']} ({ds.attrs['device_name']})")
     lines += [f"fixed:       {name} = {value}" for name, value in fixed_values(ds.attrs).items()]
     body = _landscape_tables(ds) if is_landscape(ds) else _dynamics_table(ds)
+    if has_curvature(ds):
+        body += _curvature_table(ds) if is_landscape(ds) else _run_curvature_table(ds)
     return "\n".join(printable(line) for line in lines + body)  # a cube's attrs are untrusted text
 
 
@@ -147,3 +150,69 @@ def _entry(result: xr.Dataset, name: str, at: dict[str, int]) -> str:
         return f"{'-':>11}"
     std = float(result[f"{name}_std"].isel(at)) if f"{name}_std" in result else np.nan
     return f"{mean:.4g}±{std:.2g}".rjust(11) if np.isfinite(std) else f"{mean:11.4g}"
+
+
+_CURVATURE_NOTE = ("lmax: top eigenvalue, trace: Hutchinson estimate ± its standard error, of the train-loss Hessian; "
+                   "ambient: in all of theta, reduced: on the sphere |theta| = w")
+
+
+def _curvature_table(ds: xr.Dataset) -> list[str]:
+    """Per axis value: λ_max and the trace at the best-test w, and the range of λ_max (reduced where
+    measured, else ambient) over the finished w."""
+    axis = ds.attrs["axis"]
+    table = per_axis(ds)
+    at_best = [name for s in SPACES for name in (f"lmax_{s}", f"trace_{s}") if name in table]
+    space = next(s for s in reversed(SPACES) if f"lmax_{s}" in table)
+    spread = [f"lmax_{space}_{stat}" for stat in ("min", "median", "max")]
+    columns = ["best_w", *at_best, *spread]
+    headers = [_short(c) for c in columns]
+    widths = [max(11, len(h)) for h in headers]
+    lines = ["", f"curvature per {axis}: at the w of the best test {FIGURE_METRICS[metric_of(ds)]}, and lmax_{_short(space)} "
+             "over the finished w (mean over seeds):", f"({_CURVATURE_NOTE})",
+             f"  {axis:>10}  " + "  ".join(f"{h:>{wd}}" for h, wd in zip(headers, widths))]
+    for i, value in enumerate(ds[axis].values):
+        row = table.isel({axis: i})
+        lines.append(f"  {value!s:>10}  " + "  ".join(_curvature_entry(row, c, wd) for c, wd in zip(columns, widths)))
+    return lines
+
+
+def _short(name: str) -> str:
+    """Column headings: lmax_amb, trace_red; the spread columns by their statistic alone (w min ...)."""
+    for stat in ("min", "median", "max"):
+        if name.endswith(f"_{stat}"):
+            return f"over w {stat}"
+    return name.replace("ambient", "amb").replace("reduced", "red").replace("stability_", "")
+
+
+def _run_curvature_table(ds: xr.Dataset) -> list[str]:
+    """Per run (seed mean): where λ_max and the trace ended, and the optimizer's stability threshold."""
+    cells = per_cell(ds)
+    for name in ("stability_threshold", "adam_sharpness"):
+        if name in ds:
+            cells[name] = _cell_mean(ds, name)
+    columns = [c for c in (*(f"lmax_{s}" for s in SPACES), "adam_sharpness", "stability_threshold",
+                           *(f"trace_{s}" for s in SPACES)) if c in cells]
+    dims = [d for d in ds["status"].dims if d not in ("w", "seed")]
+    headers = [_short(c) for c in columns]
+    widths = [max(11, len(h)) for h in headers]
+    lines = ["", "curvature at the end of each run (mean over seeds):", f"({_CURVATURE_NOTE})",
+             f"  {'alpha':>7}  " + "  ".join(f"{d:>7}" for d in dims) + "  "
+             + "  ".join(f"{h:>{wd}}" for h, wd in zip(headers, widths))]
+    for index in np.ndindex(*(ds.sizes[d] for d in ("w", *dims))):
+        row = cells.isel(dict(zip(("w", *dims), index)))
+        lines.append(f"  {float(row['alpha']):7.3g}  " + "  ".join(f"{row[d].values!s:>7}" for d in dims) + "  "
+                     + "  ".join(_curvature_entry(row, c, wd) for c, wd in zip(columns, widths)))
+    return lines
+
+
+def _cell_mean(ds: xr.Dataset, name: str) -> xr.DataArray:
+    values = ds[name].where(ds["status"] == STATUS_DONE)
+    return values.mean("seed") if "seed" in values.dims else values
+
+
+def _curvature_entry(row: xr.Dataset, name: str, width: int) -> str:
+    v = float(row[name])
+    if np.isnan(v):
+        return f"{'-':>{width}}"
+    se = float(row[f"{name}_stderr"]) if f"{name}_stderr" in row else np.nan
+    return (f"{v:.4g}±{se:.2g}" if np.isfinite(se) else f"{v:.4g}").rjust(width)
