@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from landscape.measures.hook import CellMeasure
+from landscape.measures.progress_hook import progress_measures
 from landscape.spec import Spec
 from landscape.tasks.base import Task
 
 
 def cell_measures(spec: Spec, task: Task) -> list[CellMeasure]:
     """Every measure of a run (none unless asked for or declared by the task), in cube order."""
-    return []
+    measures: list[CellMeasure] = []
+    measures += progress_measures(spec, task)
+    return measures
