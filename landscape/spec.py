@@ -113,6 +113,9 @@ class MeasureConfig:
     slice: SliceConfig | None = None
     #: The 1-D interpolation from the cell's init to its final point (Goodfellow et al. 2015).
     interpolation: bool = False
+    #: The progress measures of grokking the task declares, and each 2-D weight's effective rank
+    #: (landscape.measures.progress_hook), at every eval whatever ``every``: they are curves.
+    progress: bool = False
 
 
 @dataclass(frozen=True)

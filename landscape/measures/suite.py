@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from landscape.measures.hook import CellMeasure
+from landscape.measures.progress_hook import progress_measures
 from landscape.measures.slice_cells import interpolation_measures, slice_measures
 from landscape.spec import Spec
 from landscape.tasks.base import Task
@@ -12,4 +13,5 @@ def cell_measures(spec: Spec, task: Task) -> list[CellMeasure]:
     return [
         *slice_measures(spec, task),
         *interpolation_measures(spec, task),
+        *progress_measures(spec, task),
     ]

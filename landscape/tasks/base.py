@@ -42,6 +42,16 @@ class Split:
     test_y: torch.Tensor
 
 
+@dataclass(frozen=True)
+class FourierGrid:
+    """The inputs of modular arithmetic mod p that Nanda et al.'s progress measures read."""
+
+    inputs: Any  # model inputs of all p^2 pairs (a, b), a-major: row a * p + b
+    labels: torch.Tensor  # (p^2,) integer labels of those rows
+    train_rows: torch.Tensor  # the grid rows of the cell's training pairs
+    keys: int  # how many key frequencies the restricted and excluded losses keep or remove
+
+
 class Task(ABC):
     """One experiment family. Subclasses set the class attributes and implement the methods."""
 
@@ -82,6 +92,18 @@ class Task(ABC):
     #: Whether the task reads its data from ``data_dir`` (--data-dir); the runner warns that a
     #: --data-dir given to a task that does not is ignored. An outside task that reads it sets True.
     reads_data_dir: ClassVar[bool] = False
+    #: Whether the model's outputs are the logits of a softmax classifier trained on integer labels.
+    softmax_classifier: ClassVar[bool] = False
+    #: The progress measures of grokking that apply to the task's model and outputs, recorded with
+    #: ``[measure] progress = true``: keys of landscape.measures.progress_measures.MEASURES
+    #: ("softmax_collapse", "zero_loss", "nlm_cosine" for softmax classifiers; "margin" for any argmax
+    #: classifier; "normalized_margin" with a ``homogeneity_degree``; "fourier" with :meth:`fourier_grid`
+    #: and :meth:`fourier_embedding`). The effective rank of each 2-D weight applies to every model and
+    #: is not declared. A task whose outputs depend on its options overrides this with a property (mnist).
+    progress_measures: ClassVar[tuple[str, ...]] = ()
+    #: L such that the model's outputs satisfy f(c theta) = c^L f(theta) for all its parameters theta
+    #: (normalized_margin = min_margin / ||theta||^L, Lyu & Li 2020); None: the model is not homogeneous.
+    homogeneity_degree: ClassVar[float | None] = None
 
     def __init__(self, options: Any, data_dir: str | None = None):
         self.options = options
@@ -142,6 +164,15 @@ class Task(ABC):
     def measure_extra_values(self, split: Split) -> dict[str, float]:
         """The ``extra_values`` of a cell trained on ``split`` (called once per cell)."""
         return {}
+
+    def fourier_grid(self, train_size: int) -> FourierGrid:
+        """For a task declaring the "fourier" progress measures: every input pair of its modular
+        arithmetic, and the training pairs of the cell trained on ``train_size`` of them."""
+        raise NotImplementedError(f"{self.name} declares no Fourier progress measures")
+
+    def fourier_embedding(self, model: nn.Module) -> torch.Tensor:
+        """For a task declaring "fourier": the embedding (p, d) of the residues 0..p-1 in ``model``."""
+        raise NotImplementedError(f"{self.name} declares no Fourier progress measures")
 
     def constrained_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """Parameters whose global norm defines w (Omnigrok: all of them)."""
@@ -253,6 +284,10 @@ CLASSIFIER_LOSSES = ("mse", "ce")
 def classifier_targets(labels: torch.Tensor, classes: int, loss: str) -> torch.Tensor:
     """The targets ``loss`` trains on: one-hot rows for "mse", the integer labels for "ce"."""
     return one_hot(labels, classes) if loss == "mse" else labels.long()
+
+
+#: The progress measures of a softmax classifier (landscape.measures.progress_measures.MEASURES keys).
+SOFTMAX_PROGRESS = ("softmax_collapse", "zero_loss", "nlm_cosine")
 
 
 def classifier_loss(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:

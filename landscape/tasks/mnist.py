@@ -11,8 +11,8 @@ from torch import nn
 from landscape.data.mnist import DATA_ENV, MnistArrays, load_mnist, resolve_data_dir
 from landscape.errors import UserError
 from landscape.models import mlp
-from landscape.tasks.base import (CLASSIFIER_LOSSES, Split, Task, classification_errors, classifier_loss,
-                                  classifier_targets, require_seed)
+from landscape.tasks.base import (CLASSIFIER_LOSSES, SOFTMAX_PROGRESS, Split, Task, classification_errors,
+                                  classifier_loss, classifier_targets, require_seed)
 
 WIDTHS = (784, 200, 200, 10)
 
@@ -57,6 +57,16 @@ class Mnist(Task):
         if self.data_dir:
             return None  # the IDX files given are all the data there is
         return f"full MNIST is needed: --data-dir DIR or {DATA_ENV}=DIR, DIR holding its four IDX files"
+
+    @property
+    def softmax_classifier(self) -> bool:  # type: ignore[override]
+        return self.options.loss == "ce"
+
+    @property
+    def progress_measures(self) -> tuple[str, ...]:  # type: ignore[override]
+        """An argmax classifier either way (the margin of MSE's outputs too); softmax's with "ce". Its
+        biases make the MLP inhomogeneous: no normalized margin."""
+        return (*SOFTMAX_PROGRESS, "margin") if self.softmax_classifier else ("margin",)
 
     def build_model(self) -> nn.Module:
         return mlp(WIDTHS, nn.ReLU)

@@ -15,6 +15,10 @@ import torch
 from torch.nn import functional as F
 
 from landscape.errors import UserError
+from landscape.tasks.base import FourierGrid
+
+#: Key frequencies of Nanda et al.'s main run (p = 113); at a small p at most a quarter of the (p - 1) / 2.
+KEY_FREQUENCIES = 5
 
 
 def check_prime(p: int) -> None:
@@ -23,9 +27,13 @@ def check_prime(p: int) -> None:
 
 
 class ModularPairs:
-    """Mixin for a ``Task`` over the pairs of residues mod ``options.p`` (options also hold ``split_seed``)."""
+    """Mixin for a ``Task`` over the pairs of residues mod ``options.p`` (options also hold ``split_seed``);
+    the task keeps the inputs and labels of every pair in ``pair_order`` as ``_x`` and ``_y``."""
 
     axis_long_name = "training pairs (fraction N / p^2)"
+    softmax_classifier = True
+    _x: torch.Tensor
+    _y: torch.Tensor
 
     def pair_order(self) -> tuple[np.ndarray, np.ndarray]:
         """(a, b) of every pair in the order fixed by ``split_seed``: the training set for N is its first N."""
@@ -46,6 +54,15 @@ class ModularPairs:
     @property
     def fixed(self) -> dict[str, Any]:
         return {"pairs": self.options.p ** 2}
+
+    def fourier_grid(self, train_size: int) -> FourierGrid:
+        """All pairs a-major; the training pairs of a split from ``data`` are the first N of ``pair_order``."""
+        p = self.options.p
+        a, b = self.pair_order()
+        rows = torch.as_tensor(a * p + b)  # the grid row of each pair in the seeded order
+        grid = torch.argsort(rows)
+        return FourierGrid(self._x[grid], self._y[grid], rows[:train_size],
+                           min(KEY_FREQUENCIES, max(1, (p - 1) // 4)))
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(pred, target)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from landscape.models import Transformer
-from landscape.tasks.base import Split, Task, require_positive, require_seed
+from landscape.tasks.base import SOFTMAX_PROGRESS, Split, Task, require_positive, require_seed
 from landscape.tasks.modular import ModularPairs, check_prime
 
 
@@ -40,6 +40,8 @@ class ModularAddition(ModularPairs, Task):
     # Omnigrok's Fig. 7 notebook marks 95% train accuracy; grokked runs reach 100% test accuracy.
     default_level = 0.95
     Options = ModularAdditionOptions
+    # Not homogeneous (attention's softmax, biases, the residual stream): no normalized margin.
+    progress_measures = (*SOFTMAX_PROGRESS, "margin", "fourier")
 
     def __init__(self, options: ModularAdditionOptions, data_dir: str | None = None):
         super().__init__(options, data_dir)
@@ -55,3 +57,6 @@ class ModularAddition(ModularPairs, Task):
 
     def data(self, value: int) -> Split:
         return Split(self._x[:value], self._y[:value], self._x[value:], self._y[value:])
+
+    def fourier_embedding(self, model: nn.Module) -> torch.Tensor:
+        return model.embed.W_E[: self.options.p]

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from landscape.models import TwoLayerReLU
-from landscape.tasks.base import Split, require_positive, require_seed
+from landscape.tasks.base import SOFTMAX_PROGRESS, Split, require_positive, require_seed
 from landscape.tasks.dichotomy import DichotomyTask, References
 from landscape.tasks.modular import ModularPairs, check_prime
 from landscape.tasks.theory import kernel_interpolant, relu_kernel
@@ -56,6 +56,9 @@ class ModularMlp(ModularPairs, DichotomyTask):
     name = "modular-mlp"
     default_level = 0.95
     Options = ModularMlpOptions
+    # "margin" is left out: the extra curve min_margin records it already (and names its cube variable).
+    progress_measures = (*SOFTMAX_PROGRESS, "normalized_margin", "fourier")
+    homogeneity_degree = 2.0  # TwoLayerReLU, with its first layer's bias among theta
     extra_curves: ClassVar[Mapping[str, str]] = {
         **DichotomyTask.extra_curves,
         "min_margin": "smallest correct-minus-largest-wrong logit over the training pairs",
@@ -79,6 +82,11 @@ class ModularMlp(ModularPairs, DichotomyTask):
 
     def data(self, value: int) -> Split:
         return Split(self._x[:value], self._y[:value], self._x[value:], self._y[value:])
+
+    def fourier_embedding(self, model: nn.Module) -> torch.Tensor:
+        """Each residue's columns of the first layer, as the first operand and as the second, side by side."""
+        p, w1 = self.options.p, model.hidden.weight
+        return torch.cat([w1[:, :p].T, w1[:, p:].T], dim=1)
 
     def predictor(self, model: nn.Module, split: Split) -> np.ndarray:
         """The model's logits on the held-out pairs, each row centred."""
