@@ -1,6 +1,7 @@
 """A run's measures: built from its spec's ``[measure]`` section and what its task declares."""
 from __future__ import annotations
 
+from landscape.measures.curvature_measure import curvature_measures
 from landscape.measures.hook import CellMeasure
 from landscape.spec import Spec
 from landscape.tasks.base import Task
@@ -8,4 +9,6 @@ from landscape.tasks.base import Task
 
 def cell_measures(spec: Spec, task: Task) -> list[CellMeasure]:
     """Every measure of a run (none unless asked for or declared by the task), in cube order."""
-    return []
+    return [
+        *curvature_measures(spec.measure, spec.train.optimizer),
+    ]
