@@ -18,6 +18,7 @@ from landscape.train import train_cell
 SPEC = {"task": "teacher-student", "axes": {"w": [2.0, 4.0], "N": [20, 40], "seed": [0]},
         "train": {"optimizer": "sgd", "lr": 0.05, "steps": 30, "dtype": "float64"}, "eval": {"every": 10},
         "measure": {"hessian_top": 2, "hessian_trace": True, "trace_probes": 16}}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # in-process training and measuring
 NAMES = [f"hessian_{q}_{kind}" for q in ("top", "residual", "iterations", "trace") for kind in ("ambient", "reduced")]
 
 
