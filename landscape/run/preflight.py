@@ -50,6 +50,7 @@ def check(spec: Spec, task: Task, w: Sequence[float]) -> None:
     """Refuse the grid, in one line, if its norms ``w`` are not finite in the training dtype or it
     cannot fit in memory; call it before anything is created."""
     check_norms(spec, w)
+    check_measure(spec, task)
     if spec.eval.points > MAX_EVALS:
         raise UserError(f"eval.points = {spec.eval.points:,} is more than the limit of {MAX_EVALS:,} evals per cell")
     if not _size_dependent(spec):
@@ -68,6 +69,15 @@ def check_norms(spec: Spec, w: Sequence[float]) -> None:
             shown = "" if spec.norm_axis == "w" else f" gives w = {norm:.3g}, which"
             raise UserError(f"axes.{spec.norm_axis} = {given:g}{shown} is beyond the largest {spec.train.dtype} "
                             f"({largest:.3g})")
+
+
+def check_measure(spec: Spec, task: Task) -> None:
+    """The [measure] values that depend on the model: no more eigenvalues than parameters."""
+    if spec.measure.hessian_top:
+        params = sum(p.numel() for p in task.build_model().parameters() if p.requires_grad)
+        if spec.measure.hessian_top > params:
+            raise UserError(f"measure.hessian_top = {spec.measure.hessian_top:,} is more than the model's "
+                            f"{params:,} parameters")
 
 
 def eval_count(train: TrainConfig, evalc: EvalConfig, n: int) -> int:
