@@ -46,6 +46,9 @@ class CellMeasure(Protocol):
     quantities: tuple[Quantity, ...]
     coords: dict[str, np.ndarray]  # the values along each of the quantities' own dims
     every_eval: bool  # also at every eval, not only the cell's last
+    #: Optional: cube attrs the measure records (how to regenerate what it measured); read with
+    #: :func:`attrs_of`, so a measure without them needs none.
+    attrs: dict[str, Any]
 
     def __call__(self, model: nn.Module, at: MeasurePoint) -> dict[str, np.ndarray]:
         """Each quantity's value for ``model`` (eval mode, on the CPU), shaped by its dims."""
@@ -63,3 +66,14 @@ def quantities_of(measures: Sequence[CellMeasure]) -> tuple[list[Quantity], dict
                 raise ValueError(f"two measures give dim {dim!r} different coordinates")
             coords[dim] = values
     return [q for m in measures for q in m.quantities], coords
+
+
+def attrs_of(measures: Sequence[CellMeasure]) -> dict[str, Any]:
+    """The cube attrs of all ``measures`` (``attrs``, {} where a measure has none)."""
+    merged: dict[str, Any] = {}
+    for m in measures:
+        for name, value in getattr(m, "attrs", {}).items():
+            if name in merged and merged[name] != value:
+                raise ValueError(f"two measures give cube attr {name!r} different values")
+            merged[name] = value
+    return merged

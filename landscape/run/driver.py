@@ -37,7 +37,7 @@ from landscape.cube.schema import (
     reference_metric,
 )
 from landscape.errors import StoreError, TaskError, UserError, printable, task_errors
-from landscape.measures.hook import quantities_of
+from landscape.measures.hook import attrs_of, quantities_of
 from landscape.measures.suite import cell_measures
 from landscape.read.dichotomy import cell_transition
 from landscape.read.dynamics import first_reach
@@ -130,7 +130,8 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, device: st
     with torch.random.fork_rng():
         torch.manual_seed(0)
         layers = list(task.parameter_groups(task.build_model()))
-    quantities, measure_coords = quantities_of(cell_measures(spec, task))
+    measures = cell_measures(spec, task)
+    quantities, measure_coords = quantities_of(measures)
     ds = cube.template(
         dims=spec.cell_dims,
         coords={"w": norm_values(spec, w0), spec.axis: spec.axis_values, **spec.train_axes, "seed": spec.seeds},
@@ -145,7 +146,7 @@ def prepare_store(spec: Spec, task: Task, out: Path, overwrite: bool, device: st
                **{FIXED_PREFIX + name: value for name, value in task.fixed.items()},
                "dtype": spec.train.dtype, **plan.attrs(), **device_attrs(device),
                "figure_metric": task.figure_metric,
-               "figure_levels": checked_levels(task.figure_metric, task.figure_levels)},
+               "figure_levels": checked_levels(task.figure_metric, task.figure_levels), **attrs_of(measures)},
         extra_curves=task.extra_curves,
         extra_values=task.extra_values,
         quantities=quantities,
