@@ -95,6 +95,7 @@ def test_a_batchnorm_model_round_trips_its_buffers(tmp_path):
 
 def test_a_damaged_params_chunk_is_found(tmp_path, capsys):
     _, out = grid(tmp_path, "damaged", {**GRID, "axes": {"alpha": [1.0, 2.0], "N": [20], "seed": [0]}})
+    assert main(["info", str(out)]) == 0
     first, second = out / "params" / "0.0.0.0", out / "params" / "1.0.0.0"
     first.write_bytes(second.read_bytes())  # a valid chunk, of the other cell: only its checksum tells
     assert main(["info", str(out)]) != 0
