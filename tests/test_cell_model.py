@@ -102,6 +102,9 @@ def test_a_damaged_params_chunk_is_found(tmp_path, capsys):
     assert "cell w=8.746, N=20, seed=0 is damaged (values do not match its checksum)" in capsys.readouterr().err
     with pytest.raises(UserError, match="is damaged"):
         open_cube(out, verify=True)
+    with pytest.raises(UserError, match=r"cell w=8\.746\d*, N=20, seed=0 is damaged \(values do not match its checksum\)"):
+        landscape.cell_model(out, alpha=1.0)
+    landscape.cell_model(out, alpha=2.0)  # the other cell is whole
 
 
 def test_the_preflight_refuses_params_that_would_not_fit_on_the_disk(tmp_path, monkeypatch):

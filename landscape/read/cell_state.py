@@ -3,7 +3,8 @@ the cell named by its coordinates: ``cell_state(cube, w=2.0, N=200, seed=0)``.
 
 Each cell dim is named by keyword (``alpha`` may stand for ``w``); a dim with one value may be left
 out. A value must match a coordinate to a relative 1e-6 (w values are products like alpha * w0):
-another cell's weights are never handed back in place of the one asked for.
+another cell's weights are never handed back in place of the one asked for. The cell's values are
+checked against its checksum, reading only its own chunks.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import xarray as xr
 from landscape.cube.params import BUFFERS, LAYOUT_ATTR, PARAMS, StateLayout
 from landscape.cube.schema import STATUS_DIVERGED, STATUS_PENDING
 from landscape.cube.store import open_cube
+from landscape.cube.verify import cell_matches
 from landscape.errors import UserError
 
 
@@ -61,6 +63,8 @@ def cell_state(cube: str | Path | xr.Dataset, **coords: Any) -> dict[str, np.nda
         raise UserError(f"cell {named} is pending: rerun `landscape grid` to train it")
     if status == STATUS_DIVERGED:
         raise UserError(f"cell {named} diverged: it has no final parameters")
+    if not cell_matches(ds, index):
+        raise UserError(f"cell {named} is damaged (values do not match its checksum): rerun `landscape grid` to repair it")
     buffers = ds[BUFFERS].isel(index).values if BUFFERS in ds else None
     return StateLayout.from_attr(ds.attrs[LAYOUT_ATTR]).unflatten(ds[PARAMS].isel(index).values, buffers)
 
