@@ -105,6 +105,12 @@ def test_a_damaged_params_chunk_is_found(tmp_path, capsys):
     with pytest.raises(UserError, match=r"cell w=8\.746\d*, N=20, seed=0 is damaged \(values do not match its checksum\)"):
         landscape.cell_model(out, alpha=1.0)
     landscape.cell_model(out, alpha=2.0)  # the other cell is whole
+    spec = {**GRID, "axes": {"alpha": [1.0, 2.0], "N": [20], "seed": [0]}}
+    assert run_grid(spec, out, jobs=1, device="cpu", progress=False).ran == 1  # a resume recomputes the damaged cell
+    repaired = open_cube(out, verify=True)
+    first = landscape.cell_model(repaired, alpha=1.0)
+    np.testing.assert_array_equal(torch.cat([p.detach().reshape(-1) for p in first.parameters()]).numpy(),
+                                  repaired["params"].values[0, 0, 0])
 
 
 def test_the_preflight_refuses_params_that_would_not_fit_on_the_disk(tmp_path, monkeypatch):
