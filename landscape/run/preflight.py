@@ -10,6 +10,8 @@
   rows. It is a lower bound: autograd's buffers and batched cells come on top.
 - The cube's memory: readers (``info``, plots, the verification on resume) hold whole variables;
   the curves are cells x evals x (curves + parameter groups) x 8 bytes.
+- Stored parameters (``[store] params``): cells x parameters x the dtype's size on the disk of
+  ``--out``, and x 8 bytes in memory, where the verification reads them back.
 
 The cell count is the spec's own limit (``landscape.spec.MAX_CELLS``).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +35,7 @@ from landscape.cube.schema import CURVES
 from landscape.dtypes import torch_dtype
 from landscape.errors import UserError, task_errors
 from landscape.measures.hook import quantities_of
+from landscape.measures.stored_params import params_measures
 from landscape.measures.suite import cell_measures
 from landscape.spec import EvalConfig, Spec, TrainConfig
 from landscape.tasks import Split, Task
@@ -131,6 +135,26 @@ def check_cube_memory(spec: Spec, task: Task, sizes: dict[Any, int]) -> None:
             "fewer cells")
 
 
+def check_stored_params(spec: Spec, task: Task, out: Path) -> None:
+    """``[store] params``: the cells' parameters and buffers fit on the disk of ``out`` and in memory."""
+    cells = math.prod(len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds))
+    for m in params_measures(spec, task):
+        quantities, coords = quantities_of([m])
+        values = {q.name: len(coords[q.dims[0]]) for q in quantities}
+        disk = cells * sum(n * np.dtype(q.dtype).itemsize for q, n in zip(quantities, values.values()))
+        where = next(p for p in (out, *out.parents) if p.exists())
+        free = shutil.disk_usage(where).free
+        memory, available = cells * sum(values.values()) * 8, psutil.virtual_memory().available
+        shown = " + ".join(f"{n:,} {name}" for name, n in values.items())
+        if disk > free:
+            raise UserError(f"store.params = true would keep {_sized(disk)} ({cells:,} cells x ({shown}) in "
+                            f"{spec.train.dtype}), more than the {_sized(free)} free on the disk of {where}; "
+                            "use fewer cells or another --out")
+        if memory > available:
+            raise UserError(f"store.params = true: {_sized(memory)} ({cells:,} cells x ({shown}) x 8 bytes) would not fit "
+                            f"in the {_sized(available)} of memory available to read them back (info, resume); use fewer cells")
+
+
 def _size_dependent(spec: Spec) -> bool:
     """Whether a cell's steps and evals depend on its training-set size (as in plan.schedules)."""
     return spec.train.epochs != 0 or spec.eval.every == "epoch"
@@ -195,6 +219,11 @@ def _gib(size: float) -> str:
     return f"{size / _GIB:.1f} GiB"
 
 
+def _sized(size: float) -> str:
+    """Bytes in GiB, or in MiB below one GiB (a parameter store is often smaller)."""
+    return _gib(size) if size >= _GIB else f"{size / 2**20:.1f} MiB"
+
+
 #: Files that make a folder a zarr store (format 2 group or array, format 3).
 ZARR_MARKS = (".zgroup", ".zarray", "zarr.json")
 
@@ -230,6 +259,7 @@ def check_writable(out: Path) -> None:
 def check_run(spec: Spec, task: Task, w: Sequence[float], out: Path, overwrite: bool) -> None:
     """Everything a grid is checked for before training starts: its cost, the path of its cube,
     the task's outputs on its default init, and that the cube can be written."""
+    check_stored_params(spec, task, out)  # before check's memory total, which counts them too, says less
     check(spec, task, w)
     cube.check_replaceable(out, overwrite)
     with task_errors(spec.task_class, "evaluating its default init in the driver"):
