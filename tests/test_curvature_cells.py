@@ -13,7 +13,20 @@ from landscape.measures.curvature_measure import DENSITY_GRID, density_on_grid
 from landscape.measures.functional import flat_params, layout_of
 from landscape.run.driver import run_grid
 from landscape.spec import resolve
+from landscape.models.mlp import mlp
+from landscape.tasks.teacher_student import WIDTHS, TeacherStudent
 from landscape.train import train_cell
+
+
+class SmallStudent(TeacherStudent):
+    """The teacher-student task with a 5-8-5 student (93 parameters), so that a dense Hessian of a
+    cell takes milliseconds (the task's own 5-100-100-5 student has 11,205 parameters)."""
+
+    name = "small-student"
+
+    def build_model(self) -> torch.nn.Module:
+        return mlp((WIDTHS[0], 8, WIDTHS[-1]), torch.nn.Tanh)
+
 
 SPEC = {"task": "teacher-student", "axes": {"w": [2.0, 4.0], "N": [20, 40], "seed": [0]},
         "train": {"optimizer": "sgd", "lr": 0.05, "steps": 30, "dtype": "float64"}, "eval": {"every": 10},
@@ -31,7 +44,7 @@ def _spec(**changes):
 
 def _grid(tmp_path, name, **changes):
     out = tmp_path / f"{name}.zarr"
-    run_grid(_spec(**changes), out, jobs=1, threads=1, progress=False)
+    run_grid(_spec(**changes), out, task=SmallStudent, jobs=1, threads=1, progress=False)
     return cube.open_cube(out)
 
 
@@ -54,7 +67,7 @@ class FinalModel:
 
 
 def _final_model(spec_dict, w, n, seed):
-    spec = resolve(spec_dict)
+    spec = resolve({**spec_dict, "task": SmallStudent})
     task = spec.make_task()
     keep = FinalModel()
     train_cell(task, task.data(n), w, seed, spec.cell_train({}, n), spec.eval, measures=[keep])
