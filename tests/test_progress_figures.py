@@ -29,3 +29,17 @@ def test_info_lists_the_marks_only_when_measured(tmp_path):
     assert row.split()[-5:] == ["300", "3000", "300", "1000", "3000"]
     assert "progress marks" not in describe(dynamics_cube(tmp_path / "plain.zarr", measured=False))
     assert STEPS[-1] == 10000
+
+
+def test_collapse_map_renders_one_panel_per_measure(tmp_path):
+    from plots.collapse import collapse_figure
+    from plots.render import available_kinds, render
+    from tests.progress_cubes import landscape_cube
+
+    land = landscape_cube(tmp_path / "l.zarr")
+    assert "collapse" in available_kinds(land)
+    fig = collapse_figure(land)
+    maps = [ax for ax in fig.axes if ax.get_xlabel().startswith("global norm")]
+    assert len(maps) == 2
+    paths = render(land, tmp_path / "out", kinds=["collapse"])
+    assert {p.name for p in paths} == {"collapse.png", "collapse.pdf"}
