@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator
 
@@ -51,8 +51,12 @@ def slice_figure(cube: xr.Dataset, cells: list[dict[str, Any]]) -> Figure:
         positive = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in losses])
         if not positive.size:
             continue  # left empty: the cell has no slice (render's cell choice avoids this)
-        norm = LogNorm(positive.min(), max(positive.max(), positive.min() * 1.001))
-        levels = np.geomspace(norm.vmin, norm.vmax, _LEVELS)
+        lo, hi = positive.min(), max(positive.max(), positive.min() * 1.001)
+        # Log colours only where the loss spans a decade: over a narrower range a log scale has no
+        # tick to label (a small-w cell's slice varies by a few percent).
+        log = hi / lo >= 10
+        norm = LogNorm(lo, hi) if log else Normalize(lo, hi)
+        levels = np.geomspace(lo, hi, _LEVELS) if log else np.linspace(lo, hi, _LEVELS)
         for k, (split, z) in enumerate(zip(("train", "test"), losses)):
             ax = fig.add_subplot(grid[r, k])
             shown = np.ma.masked_where(~(np.isfinite(z) & (z > 0)), z).T  # rows y, columns x
@@ -66,15 +70,18 @@ def slice_figure(cube: xr.Dataset, cells: list[dict[str, Any]]) -> Figure:
             ax.set_xlabel(coefficient_label(cube, 0))
             ax.set_ylabel(coefficient_label(cube, 1))
             ax.set_title(f"{split} loss, {cell_label(cube, cell)}", fontsize=10)
-        fig.colorbar(filled, ax=fig.axes[-2:], label="loss", ticks=LogLocator(), shrink=0.9)
+        fig.colorbar(filled, ax=fig.axes[-2:], label="loss", ticks=LogLocator() if log else MaxNLocator(5), shrink=0.9)
         surface = fig.add_subplot(grid[r, 2], projection="3d")
         gx, gy = np.meshgrid(x, y, indexing="ij")
-        surface.plot_surface(gx, gy, np.log10(np.where(losses[0] > 0, losses[0], np.nan)), cmap="viridis",
+        height = np.where(losses[0] > 0, losses[0], np.nan)
+        surface.plot_surface(gx, gy, np.log10(height) if log else height, cmap="viridis",
                              norm=None, linewidth=0, antialiased=True)
+        surface.zaxis.set_major_locator(MaxNLocator(3))
+        surface.zaxis.labelpad = 10  # clear of the tick labels, which may be long (0.09115)
         surface.set_box_aspect(None, zoom=0.82)  # room for the z label inside the panel
         surface.set_xlabel("$a$")
         surface.set_ylabel("$b$")
-        surface.set_zlabel(r"$\log_{10}$ train loss")
+        surface.set_zlabel(r"$\log_{10}$ train loss" if log else "train loss")
         surface.set_title(f"train-loss surface, {cell_label(cube, cell)}", fontsize=10)
     set_title(fig, cube, "2-D slices around the final point (star: the cell itself)")
     return fig
