@@ -14,7 +14,7 @@ from landscape.read.curvature import SPACES
 from landscape.read.dichotomy import is_dichotomy
 from landscape.read.dynamics import delay_prediction
 from landscape.errors import UserError
-from plots import density, interpolation, sharpness, slices, stability
+from plots import collapse, density, interpolation, sharpness, slices, stability
 from plots.dichotomy import dichotomy_figure, transition_figure
 from plots.goldilocks import goldilocks_figure
 from plots.grokking import grokking_figure
@@ -45,7 +45,8 @@ def available_kinds(cube: xr.Dataset, landscape: xr.Dataset | None = None) -> tu
     if is_landscape(cube):
         if over_representation(cube):
             return MESSINESS_KINDS + measured
-        return KINDS + (("sharpness",) if sharpness.available(cube) else ()) + measured
+        return (KINDS + tuple(k for k, ok in (("sharpness", sharpness.available(cube)),
+                                               ("collapse", collapse.available(cube))) if ok) + measured)
     swept = {d for d in cube["status"].dims if cube.sizes[d] > 1}
     return tuple(k for k, ok in (("grokking", True), ("times-wd", "wd" in swept),
                                  ("times-axis", cube.attrs["axis"] in swept), ("prediction", landscape is not None),
@@ -93,6 +94,7 @@ def render(
         "dichotomy": lambda: dichotomy_figure(cube),
         "transition": lambda: transition_figure(cube),
         "sharpness": lambda: sharpness.sharpness_figure(cube, levels),
+        "collapse": lambda: collapse.collapse_figure(cube, levels),
         "edge-of-stability": lambda: stability.stability_figure(cube),
         "slice": lambda: slices.slice_figure(cube, chosen("slice")),
         "density": lambda: density.density_figure(cube, chosen("density")),
