@@ -12,6 +12,7 @@ from landscape.read.analysis import (FIGURE_METRICS, critical_data_size, critica
 from landscape.cube.schema import TRANSITION
 from landscape.read.curvature import SPACES, has_curvature, per_axis, per_cell
 from landscape.read.dichotomy import cube_transition
+from landscape.read.progress import progress_marks
 from landscape.errors import printable
 from landscape.cube.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
 
@@ -34,6 +35,8 @@ def describe(ds: xr.Dataset) -> str:
     body = _landscape_tables(ds) if is_landscape(ds) else _dynamics_table(ds)
     if has_curvature(ds):
         body += _curvature_table(ds) if is_landscape(ds) else _run_curvature_table(ds)
+    if not is_landscape(ds):
+        body += _progress_table(ds)
     return "\n".join(printable(line) for line in lines + body)  # a cube's attrs are untrusted text
 
 
@@ -69,6 +72,27 @@ def _dynamics_table(ds: xr.Dataset) -> list[str]:
 
 
 _STATUS = {0: "pending", STATUS_DONE: "done", STATUS_DIVERGED: "diverged"}
+
+
+def _progress_table(ds: xr.Dataset) -> list[str]:
+    """One row per run: the first eval step of each progress mark (landscape.read.progress), beside
+    t_fit and t_gen; nothing for a cube without progress curves."""
+    marks = progress_marks(ds)
+    if not marks.data_vars:
+        return []
+    names = list(marks.data_vars)
+    columns = [(name, max(8, len(name))) for name in ("t_fit", "t_gen", *names)]
+    dims = [d for d in ds["status"].dims if d != "w"]
+    lines = ["", "progress marks per run (first eval step; '-' = never):",
+             *(f"  {name}: {marks[name].attrs['definition']}" for name in names),
+             f"  {'alpha':>7}  " + "  ".join(f"{d:>7}" for d in dims) + "  "
+             + "  ".join(f"{name:>{width}}" for name, width in columns)]
+    table = marks.assign(t_fit=ds["t_fit"], t_gen=ds["t_gen"])
+    for index in np.ndindex(ds["status"].shape):
+        cell = table.isel(dict(zip(ds["status"].dims, index)))
+        lines.append(f"  {float(cell['alpha']):7.3g}  " + "  ".join(f"{cell[d].values!s:>7}" for d in dims)
+                     + "  " + "  ".join(_fmt(cell[name], width) for name, width in columns))
+    return lines
 
 
 def _fmt(value: xr.DataArray, width: int) -> str:
