@@ -17,7 +17,7 @@ from plots.cell_map import contour_handle, contour_levels, map_panel
 from plots.style import add_legend, new_figure, set_title, styled
 
 #: The margins drawn, the first the cube has: variable, panel title, colour-bar label.
-MARGINS = (("normalized_margin", r"normalized margin $\min_i$ margin$_i$ / $\|\theta\|^L$", "normalized margin"),
+MARGINS = (("normalized_margin", r"normalized margin: min margin / $\|\theta\|^L$", "normalized margin"),
            ("min_margin", "minimum margin (correct logit − largest other)", "min margin (logits)"))
 
 

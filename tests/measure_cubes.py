@@ -148,3 +148,98 @@ def dynamics_cube(path: str | Path, optimizer: str = "sgd") -> xr.Dataset:
         result = _result(final, STATUS_DONE, measures, own, curves, steps=STEPS)
         cube.write_cell(path, dims, (0, 0, k, 0), result, STEPS, {"t_fit": 10.0, "t_gen": 100.0})
     return cube.open_cube(path, verify=True)
+
+
+#: Progress curves of the two runs of :func:`progress_dynamics_cube` (over :data:`STEPS`), whose marks
+#: (landscape.read.progress) are known: PROGRESS_MARKS.
+PROGRESS = {
+    "softmax_collapse": ([0.0, 0.005, 0.02, 0.6, 0.9], [0.0, 0.0, 0.0, 0.0, 0.02]),
+    "zero_loss": ([0.0, 0.0, 0.01, 0.3, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0]),
+    "nlm_cosine": ([0.0, 0.1, 0.3, 0.5, 0.6], [0.0, -0.1, 0.0, 0.1, 0.2]),
+    "min_margin": ([-1.0, -0.5, 0.5, 2.0, 5.0], [-1.0, -1.0, -0.5, 0.2, 1.0]),
+    "normalized_margin": ([-0.1, -0.05, 0.05, 0.2, 0.5], [-0.1, -0.1, -0.05, 0.02, 0.1]),
+    "restricted_loss": ([2.0, 1.5, 1.0, 0.5, 0.2], [2.0, 1.8, 1.6, 1.4, 1.2]),
+    # Run 0: lowest 0.5 at step 10, above twice that (1.2 > 1.0) at step 1000; run 1 never rises.
+    "excluded_loss": ([2.0, 1.0, 0.5, 0.9, 1.2], [2.0, 1.0, 0.5, 0.4, 0.3]),
+    "fourier_gini": ([0.1, 0.1, 0.2, 0.5, 0.8], [0.1, 0.1, 0.1, 0.1, 0.2]),
+}
+#: Key frequencies (key, step) per run: run 0 ends on {1, 3} from step 100 on, run 1 on {2, 4} throughout.
+KEYS = ([[1, 1, 2, 3, 3], [2, 2, 1, 1, 1]], [[2, 4, 2, 4, 2], [4, 2, 4, 2, 4]])
+PROGRESS_MARKS = {"collapse_1": (10.0, 1000.0), "collapse_50": (100.0, np.nan), "excluded_rise": (1000.0, np.nan),
+                  "keys_settled": (100.0, 0.0)}
+FREQUENCIES = np.arange(1, 6)
+WD = (0.0, 1.0)
+
+
+def _progress_quantities(curve: bool) -> list[Quantity]:
+    qs = [Quantity(name, name.replace("_", " "), curve=curve) for name in PROGRESS]
+    return qs + [Quantity("fourier_power", "power of the embedding at each frequency", ("frequency",), curve=curve),
+                 Quantity("key_frequencies", "key frequencies", ("key",), curve=curve)]
+
+
+def progress_dynamics_cube(path: str | Path) -> xr.Dataset:
+    """Two runs over wd (alpha 2, one N, one seed) with every progress measure at every eval
+    (:data:`PROGRESS`, :data:`KEYS`); run 0 generalizes at step 100, run 1 never; train error 0."""
+    dims = ("w", "N", "wd", "seed")
+    quantities = _progress_quantities(curve=True)
+    spec = {"task": "synthetic", "axes": {"alpha": [2.0], "N": [100], "wd": list(WD), "seed": [0]},
+            "train": {"optimizer": "adamw", "lr": 1e-3, "constrain_norm": False}, "eval": {"level": 0.95},
+            "measure": {"progress": True}}
+    attrs = {**cube.standard_attrs("synthetic", json.dumps(spec), "made up in tests/measure_cubes.py"),
+             "schema_version": 2, "kind": "dynamics", "axis_role": "samples", "reference_predictors": []}
+    ds = cube.template(dims=dims, coords={"w": [2 * W0], "N": [100], "wd": list(WD), "seed": [0]}, axis="N",
+                       axis_long_name="training-set size", w0=W0, steps=STEPS, attrs=attrs, layers=["all"],
+                       quantities=quantities, measure_coords={"frequency": FREQUENCIES, "key": np.arange(1, 3)})
+    cube.create(path, ds)
+    own = {q.name: q.dims for q in quantities}
+    for k in range(len(WD)):
+        curves = {name: np.array(runs[k]) for name, runs in PROGRESS.items()}
+        # Power concentrating on frequency 1 + k over the steps.
+        curves["fourier_power"] = 1.0 + np.outer(FREQUENCIES == 1 + k, STEPS.astype(float))
+        curves["key_frequencies"] = np.array(KEYS[k], dtype=float)
+        measures = {name: c[..., -1] for name, c in curves.items()}
+        result = _result(np.array([0.01, 0.1, 0.0, 0.05, 2 * W0]), STATUS_DONE, measures, own, curves, steps=STEPS)
+        cube.write_cell(path, dims, (0, 0, k, 0), result, STEPS, {"t_fit": 1.0, "t_gen": 100.0 if k == 0 else np.nan})
+    return cube.open_cube(path, verify=True)
+
+
+def collapse_at(w: float) -> float:
+    """The collapse fraction of a landscape cell: none at small norm, all of them from 10 w0 on."""
+    return float(np.clip(np.log10(w / W0) + 0.5, 0.0, 1.0) ** 2)
+
+
+def margin_at(w: float, n: float) -> float:
+    """The (normalized) margin of a landscape cell: negative below w0 (the training set not fit), growing above."""
+    return float(np.log10(w / W0) * np.log10(n))
+
+
+def progress_landscape_cube(path: str | Path) -> xr.Dataset:
+    """A (w, N, seed) landscape with the progress measures at the cells' end (:func:`collapse_at`,
+    :func:`margin_at` as both margins); the thumb's test error; :data:`MISSING` cells as there."""
+    quantities = _progress_quantities(curve=False)
+    w = W0 * ALPHA
+    spec = {"task": "synthetic", "axes": {"alpha": ALPHA.tolist(), "N": N.tolist(), "seed": [0]},
+            "train": {"optimizer": "adam", "lr": 1e-3, "constrain_norm": True}, "eval": {"level": 0.95},
+            "measure": {"progress": True}}
+    attrs = {**cube.standard_attrs("synthetic", json.dumps(spec), "made up in tests/measure_cubes.py"),
+             "schema_version": 2, "kind": "landscape", "axis_role": "samples", "reference_predictors": []}
+    dims = ("w", "N", "seed")
+    ds = cube.template(dims=dims, coords={"w": w.tolist(), "N": N.tolist(), "seed": [0]}, axis="N",
+                       axis_long_name="training-set size", w0=W0, steps=STEPS[-1:], attrs=attrs, layers=["all"],
+                       quantities=quantities, measure_coords={"frequency": FREQUENCIES, "key": np.arange(1, 3)})
+    cube.create(path, ds)
+    err = thumb_err(ALPHA, N)
+    own = {q.name: q.dims for q in quantities}
+    for i, wi in enumerate(w):
+        for j, n in enumerate(N):
+            status = MISSING.get((i, j), STATUS_DONE)
+            if status == 0:
+                continue
+            measures = {name: np.array(runs[0][-1]) for name, runs in PROGRESS.items()}
+            measures.update(softmax_collapse=np.array(collapse_at(wi)), min_margin=np.array(margin_at(wi, n)),
+                            normalized_margin=np.array(margin_at(wi, n)), fourier_power=np.ones(len(FREQUENCIES)),
+                            key_frequencies=np.array([1.0, 2.0]))
+            final = np.array([err[i, j] / 4 + 1e-4, err[i, j] + 1e-3, err[i, j] / 4, err[i, j], wi])
+            result = _result(final, status, measures, own)
+            cube.write_cell(path, dims, (i, j, 0), result, STEPS[-1:], {"t_fit": np.nan, "t_gen": np.nan})
+    return cube.open_cube(path, verify=True)
