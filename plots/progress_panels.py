@@ -114,9 +114,10 @@ def _lines(ax: Axes, panel: Panel, runs: list[xr.Dataset], steps: np.ndarray) ->
 def _power_map(fig: FigureBase, ax: Axes, cube: xr.Dataset, runs: list[dict[str, Any]], selected: list[xr.Dataset],
                steps: np.ndarray) -> None:
     """Each frequency's share of the embedding's Fourier power at each eval, for the first run that
-    generalized (else the first run): the key frequencies are the bands that take it over."""
-    gen = [i for i, run in enumerate(selected) if np.isfinite(float(run["t_gen"]))]
-    i = gen[0] if gen else 0
+    generalized (else the first run; one with measured power, a diverged run has none): the key
+    frequencies are the bands that take it over."""
+    order = sorted(range(len(selected)), key=lambda k: not np.isfinite(float(selected[k]["t_gen"])))
+    i = next((k for k in order if np.isfinite(selected[k][POWER].values).any()), order[0])
     power = selected[i][POWER].transpose("frequency", "step").values
     with np.errstate(invalid="ignore", divide="ignore"):
         share = power / power.sum(axis=0, keepdims=True)
