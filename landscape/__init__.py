@@ -30,6 +30,8 @@ _EXPORTS = {
     "delay_prediction": "landscape.read.dynamics",
     "loglog_slope": "landscape.read.dynamics",
     "transitions": "landscape.read.dichotomy",
+    "cell_model": "landscape.trained",
+    "cell_state": "landscape.read.cell_state",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -48,10 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("cube")
     f.add_argument("--out", required=True, help="output directory, e.g. figures/mnist")
     f.add_argument("--kind", action="append",
-                   help="landscape cubes: lu, thumb, goldilocks, with lambda_max measured also sharpness, with progress "
-                        "measures (softmax collapse, margins) also collapse; (w, m) "
-                        "landscapes: maps, lu; dynamics cubes: grokking (with progress-measure panels when recorded), times-wd, "
-                        "times-axis, prediction; with "
+                   help="landscape cubes: lu, thumb, goldilocks, with lambda_max measured also sharpness, with "
+                        "softmax_collapse or normalized_margin also collapse; (w, m) "
+                        "landscapes: maps, lu; dynamics cubes: grokking, times-wd, times-axis, prediction; with "
                         "reference cosines also dichotomy, transition; with lambda_max curves edge-of-stability; any "
                         "cube with those measurements: slice, density, interpolation (repeatable; default all that "
                         "the cube supports)")

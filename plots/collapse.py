@@ -1,76 +1,69 @@
-"""The collapse map: where on the sphere ‖θ‖ = w do models collapse? The softmax-collapse fraction at
-the cells' end (training samples whose correct-class probability is exactly 1 in the training dtype;
-Prieto et al. 2025) and the margin (normalized by ‖θ‖^L for homogeneous models, Lyu & Li 2020; the
-minimum margin otherwise) over (w, N), seeds averaged, with the test-error thumb contours over them."""
+"""The collapse maps: the softmax-collapse fraction and the normalized margin at the cells' end
+over (w, N), seeds averaged, with the test-error thumb contours drawn over them: where on the
+sphere ‖θ‖ = w do models collapse (Prieto et al. 2025), and how large is their margin there."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from matplotlib.colors import Normalize, SymLogNorm
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from landscape.read.analysis import average_seeds
-from landscape.read.progress import final_value
-from plots.cell_map import contour_handle, contour_levels, map_panel
-from plots.style import add_legend, new_figure, set_title, styled
+from landscape.read.analysis import FIGURE_METRICS, average_seeds, levels_of, metric_of, validate_level
+from landscape.read.progress import map_measures
+from plots.style import (W_LABEL, add_alpha_axis, add_legend, axis_label, mark_alpha_one, mark_missing_cells,
+                         new_figure, sampled_log_edges, set_title, styled, ticks_at_samples)
+from plots.thumb import CONTOUR_COLOR, thumb_contours
 
-#: The margins drawn, the first the cube has: variable, panel title, colour-bar label.
-MARGINS = (("normalized_margin", r"normalized margin: min margin / $\|\theta\|^L$", "normalized margin"),
-           ("min_margin", "minimum margin (correct logit − largest other)", "min margin (logits)"))
+#: Title and colour map of each map measure: a fraction on a fixed 0..1 scale, a margin on its own.
+_MAPS = {"softmax_collapse": ("softmax-collapse fraction (p_y = 1 in the training dtype)", "Purples"),
+         "normalized_margin": (r"normalized margin (min margin / $\|\theta\|^L$)", "viridis")}
 
 
 def available(cube: xr.Dataset) -> bool:
-    return "softmax_collapse" in cube or _margin(cube) is not None
-
-
-def _margin(cube: xr.Dataset) -> tuple[str, str, str] | None:
-    return next((m for m in MARGINS if final_value(cube, m[0]) is not None), None)
+    return bool(map_measures(cube))
 
 
 @styled
 def collapse_figure(cube: xr.Dataset, levels: Sequence[float] | None = None) -> Figure:
-    """The collapse fraction on [0, 1] and the margin on a scale centred at 0 (symmetric log; blue: every
-    training sample classified right, red: some wrong), each where the cube has it; pending cells hatched,
-    diverged ones crossed, the test-metric contours at ``levels`` (default the cube's) as on the thumb."""
-    levels = contour_levels(cube, levels)
+    """One map per measure the cube has, seeds averaged, pending cells hatched, diverged crossed."""
+    metric = metric_of(cube)
+    levels = levels_of(cube) if levels is None else levels
+    test = f"test_{metric}"
+    for level in levels:
+        validate_level(test, level)
     axis = cube.attrs["axis"]
-    margin = _margin(cube)
-    shown = [("softmax_collapse", "softmax collapse: training samples with $p_y = 1$", "fraction of training samples")]
-    shown = [s for s in shown if s[0] in cube] + ([margin] if margin else [])
-    finals = {name: final_value(cube, name) for name, _, _ in shown}
-    averaged = average_seeds(cube.assign(finals), extra=list(finals))
-    fig, axes = new_figure(len(shown), panel_width=5.2)
-    marks: list = []
-    for (name, title, label), ax in zip(shown, axes):
-        z = averaged[name].transpose(axis, "w").values
-        if name == "softmax_collapse":
-            style = {"cmap": "YlOrBr", "norm": Normalize(0, 1)}
-        else:
-            style = {"cmap": "RdBu", "norm": _margin_norm(z)}
-        mesh, marks = map_panel(ax, cube, np.ma.masked_invalid(z), averaged, levels, **style)
-        bar = fig.colorbar(mesh, ax=ax, label=label, shrink=0.9)
-        if isinstance(style["norm"], SymLogNorm):
-            bar.set_ticks(_symlog_ticks(style["norm"]))
+    names = map_measures(cube)
+    maps = average_seeds(cube, names)
+    w, n = cube["w"].values, cube[axis].values.astype(float)
+    w_edges, n_edges = sampled_log_edges(w), sampled_log_edges(n)
+    status = maps["status"].transpose(axis, "w").values
+    z_test = maps[test].transpose(axis, "w").values
+    fig, axes = new_figure(len(names), panel_width=5.2)
+    missing: list = []
+    for name, ax in zip(names, axes):
+        z = maps[name].where(maps["status"] == 1).transpose(axis, "w").values
+        title, cmap = _MAPS[name]
+        finite = z[np.isfinite(z)]
+        norm = Normalize(0, 1) if name == "softmax_collapse" or not finite.size else Normalize(finite.min(), finite.max())
+        mesh = ax.pcolormesh(w_edges, n_edges, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(w_edges[0], w_edges[-1])
+        ax.set_ylim(n_edges[0], n_edges[-1])
+        ticks_at_samples(ax.yaxis, n)
+        thumb_contours(ax, w, n, z_test, levels, test)
+        missing = mark_missing_cells(ax, w_edges, n_edges, status)
+        alpha_one = mark_alpha_one(ax, cube.attrs["w0"])
+        ax.grid(False)
         ax.set_title(title, fontsize=10)
-    add_legend(fig, [contour_handle(cube), *marks], ncols=4)
-    set_title(fig, cube, "collapse and margin at the cells' end (seeds averaged)")
+        ax.set_xlabel(W_LABEL)
+        ax.set_ylabel(axis_label(cube))
+        add_alpha_axis(ax, cube.attrs["w0"])
+        fig.colorbar(mesh, ax=ax, shrink=0.9)
+    contour = Line2D([], [], color=CONTOUR_COLOR, ls="--", lw=1.4, label=f"test {FIGURE_METRICS[metric]} contours (the thumb)")
+    add_legend(fig, [contour, *missing, alpha_one], ncols=4)
+    set_title(fig, cube, "softmax collapse and margin at the end (seeds averaged)")
     return fig
-
-
-def _margin_norm(z: np.ndarray) -> SymLogNorm:
-    """Symmetric about 0 and logarithmic beyond the smallest nonzero |margin|: margins of large-α
-    cells are thousands of logits, those near the Goldilocks zone a few."""
-    size = np.abs(z[np.isfinite(z) & (z != 0)])
-    if not size.size:
-        return SymLogNorm(1.0, vmin=-1.0, vmax=1.0)
-    bound = float(size.max())
-    return SymLogNorm(max(float(size.min()), bound * 1e-6), vmin=-bound, vmax=bound)
-
-
-def _symlog_ticks(norm: SymLogNorm) -> list[float]:
-    """0 and about three decades a side: a tick at every decade would overlap near 0."""
-    low, high = int(np.ceil(np.log10(norm.linthresh))), int(np.floor(np.log10(norm.vmax)))
-    decades = [10.0**k for k in range(high, low - 1, -max(1, (high - low + 2) // 3))] or [norm.vmax]
-    return sorted([-d for d in decades] + [0.0] + decades)

@@ -45,8 +45,8 @@ def available_kinds(cube: xr.Dataset, landscape: xr.Dataset | None = None) -> tu
     if is_landscape(cube):
         if over_representation(cube):
             return MESSINESS_KINDS + measured
-        return (KINDS + tuple(k for k, ok in (("sharpness", sharpness.available(cube)),
-                                               ("collapse", collapse.available(cube))) if ok) + measured)
+        return (KINDS + (("sharpness",) if sharpness.available(cube) else ())
+                + (("collapse",) if collapse.available(cube) else ()) + measured)
     swept = {d for d in cube["status"].dims if cube.sizes[d] > 1}
     return tuple(k for k, ok in (("grokking", True), ("times-wd", "wd" in swept),
                                  ("times-axis", cube.attrs["axis"] in swept), ("prediction", landscape is not None),

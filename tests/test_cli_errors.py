@@ -42,6 +42,14 @@ def expect_bad_input(capsys, args, match: str, out: Path | None = None) -> str:
     ("axes.nosuchaxis=[1]", "unknown axis 'nosuchaxis'"),
     ("nosuchsection.x=1", "unknown key 'nosuchsection'"),
     ("noequalsign", "expected key=value"),
+    ("measure.hessian_top=-1", "measure.hessian_top = -1 must be >= 0"),
+    ("measure.hessian_top=100000", "measure.hessian_top = 100,000 is more than the model's"),
+    ("measure.trace_probes=0", "measure.trace_probes = 0 must be at least 1"),
+    ("measure.samples=-3", "measure.samples = -3 must be >= 0"),
+    ("measure.every=sometimes", "measure.every = 'sometimes'"),
+    ("measure.slice={ points = 0 }", "measure.slice.points = 0 must be at least 2"),
+    ("measure.slice={ span = -1.0 }", "measure.slice.span = -1.0 must be positive"),
+    ("measure.slice={ dims = 3 }", "measure.slice.dims = 3 must be 1 or 2"),
 ])
 def test_bad_spec_values(capsys, tiny_spec, tmp_path, override, match):
     out = tmp_path / "out.zarr"

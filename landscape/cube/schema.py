@@ -128,13 +128,15 @@ class Quantity:
     ``curve``, also ``<name>_curve`` over step, NaN at evals where it was not measured.
 
     Declared by the measurement (landscape.measures.hook), so the store writes what it declares and
-    the readers learn a measurement's dims from the cube alone."""
+    the readers learn a measurement's dims from the cube alone. ``dtype`` is the stored float type:
+    float64, or float32 for values that are float32 already (stored parameters keep their bits)."""
 
     name: str
     long_name: str
     dims: tuple[str, ...] = ()
     units: str = "1"
     curve: bool = False
+    dtype: str = "float64"
 
 
 @dataclass

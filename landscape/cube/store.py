@@ -87,7 +87,7 @@ def template(
 
     def pending(extra: tuple[int, ...] = (), dtype: Any = float) -> Any:
         """An unwritten variable: a lazy constant, so creating the cube writes none of its chunks."""
-        return da.full(shape + extra, np.nan if dtype is float else 0, dtype=dtype, chunks=-1)
+        return da.full(shape + extra, np.nan if np.dtype(dtype).kind == "f" else 0, dtype=dtype, chunks=-1)
 
     data: dict[str, Any] = {m: (dims, pending()) for m in METRICS}
     data["norm"] = (dims, pending())
@@ -106,9 +106,9 @@ def template(
     measure_coords = dict(measure_coords or {})
     for q in quantities:
         own = tuple(len(measure_coords[d]) for d in q.dims)
-        data[q.name] = (dims + q.dims, pending(own))
+        data[q.name] = (dims + q.dims, pending(own, q.dtype))
         if q.curve:
-            data[f"{q.name}_curve"] = (dims + q.dims + ("step",), pending(own + (len(steps),)))
+            data[f"{q.name}_curve"] = (dims + q.dims + ("step",), pending(own + (len(steps),), q.dtype))
     if reference_metric(extra_values):
         data[TRANSITION] = (dims, pending())
     data["checksum"] = (dims, pending(dtype=np.int64))
@@ -406,6 +406,8 @@ def write_cell(path: str | Path, dims: tuple[str, ...], index: tuple[int, ...], 
     cell["layer_norm_curve"] = (dims + ("layer", "step"), on_steps(result.layer_norms))
     cell.update({f"{m}_curve": (dims + ("step",), on_steps(v)) for m, v in result.extra_curves.items()})
     cell.update({name: (dims, np.full(one, v)) for name, v in result.extra_values.items()})
+    # Measures come as float64; zarr casts them to their variable's dtype (Quantity.dtype), exactly
+    # for values that were of that dtype, as stored parameters are.
     for name, v in result.measures.items():
         cell[name] = (dims + result.measure_dims[name], np.asarray(v, dtype=float).reshape(one + np.shape(v)))
     for name, v in result.measure_curves.items():

@@ -63,7 +63,7 @@ def verify_cells(ds: xr.Dataset, path: str | Path,
     """
     path = Path(path)
     dims = ds["status"].dims
-    names = [n for n in ds.data_vars if ds[n].dims[: len(dims)] == dims and n != "status"]
+    names = _cell_variables(ds)
     chunks = {n: _CellChunks.of(path, n, len(dims)) for n in ("status", *names)}
     if any(c is None for c in chunks.values()):
         return _verify_whole(ds, names)
@@ -94,6 +94,21 @@ def verify_cells(ds: xr.Dataset, path: str | Path,
     if strict and read is not None:
         read.update(values)
     return status, [found[i] for i in sorted(found)]
+
+
+def _cell_variables(ds: xr.Dataset) -> list[str]:
+    """The variables a cell writes (over the cell dims first), status aside."""
+    dims = ds["status"].dims
+    return [n for n in ds.data_vars if ds[n].dims[: len(dims)] == dims and n != "status"]
+
+
+def cell_matches(ds: xr.Dataset, index: Mapping[str, int]) -> bool:
+    """Whether the finished cell at ``index`` (dim -> position) reads back as written: its values
+    against its checksum, reading only its own chunks (a cube without checksums: True)."""
+    if "checksum" not in ds:
+        return True
+    values = {n: ds[n].isel(index).values[np.newaxis] for n in _cell_variables(ds)}
+    return bool(checksums(values, 1)[0] == int(values["checksum"][0]))
 
 
 class _CellChunks:

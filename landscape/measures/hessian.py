@@ -24,6 +24,9 @@ from torch import nn
 
 from landscape.measures.functional import FlatLoss, trainable
 
+#: torch's Adam/AdamW eps, which landscape.train.optim leaves at its default.
+ADAM_EPS = 1e-8
+
 
 @dataclass(frozen=True)
 class Operator:
@@ -68,6 +71,11 @@ def preconditioned(op: Operator, diag: torch.Tensor) -> Operator:
     return Operator(lambda v: scale * op.matvec(scale * v), op.dim, op.dtype, op.device)
 
 
+def adam_diagonal(exp_avg_sq: torch.Tensor, step: float, beta2: float, eps: float) -> torch.Tensor:
+    """Adam's diagonal ``sqrt(v_hat) + eps`` of one parameter, bias-corrected as Adam does."""
+    return (exp_avg_sq.detach() / (1 - beta2 ** float(step))).sqrt() + eps
+
+
 def adam_preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.Tensor:
     """Adam's diagonal ``sqrt(v_hat) + eps`` (Cohen et al. 2022) over the model's trainable parameters,
     in flat order, from the optimizer's ``exp_avg_sq`` and ``step`` state (bias-corrected as Adam
@@ -77,11 +85,23 @@ def adam_preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> t
     for p in trainable(model).values():
         group, state = group_of[id(p)], optimizer.state.get(p, {})
         if "exp_avg_sq" in state:
-            step = float(state["step"])
-            v_hat = state["exp_avg_sq"].detach() / (1 - group["betas"][1] ** step)
-            parts.append((v_hat.sqrt() + group["eps"]).reshape(-1))
+            parts.append(adam_diagonal(state["exp_avg_sq"], state["step"], group["betas"][1], group["eps"]).reshape(-1))
         else:
             parts.append(torch.full((p.numel(),), group["eps"], dtype=p.dtype, device=p.device))
+    return torch.cat(parts)
+
+
+def adam_preconditioner_of_state(state: dict[str, dict[str, torch.Tensor]], model: nn.Module, beta2: float,
+                                 eps: float = ADAM_EPS) -> torch.Tensor:
+    """:func:`adam_preconditioner` from a state dict by parameter name (a MeasurePoint's
+    ``optimizer_state()``: ``exp_avg_sq`` shaped as the parameter, ``step``), on the model's device."""
+    parts = []
+    for name, p in trainable(model).items():
+        s = state.get(name, {})
+        if "exp_avg_sq" in s:
+            parts.append(adam_diagonal(s["exp_avg_sq"].to(p), s["step"], beta2, eps).reshape(-1))
+        else:
+            parts.append(torch.full((p.numel(),), eps, dtype=p.dtype, device=p.device))
     return torch.cat(parts)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import xarray as xr
@@ -12,7 +12,7 @@ from landscape.read.analysis import (FIGURE_METRICS, critical_data_size, critica
 from landscape.cube.schema import TRANSITION
 from landscape.read.curvature import SPACES, has_curvature, per_axis, per_cell
 from landscape.read.dichotomy import cube_transition
-from landscape.read.progress import progress_marks
+from landscape.read.progress import mark_steps, marks_of
 from landscape.errors import printable
 from landscape.cube.schema import STATUS_DIVERGED, STATUS_DONE, fixed_values, task_ref
 
@@ -35,8 +35,6 @@ def describe(ds: xr.Dataset) -> str:
     body = _landscape_tables(ds) if is_landscape(ds) else _dynamics_table(ds)
     if has_curvature(ds):
         body += _curvature_table(ds) if is_landscape(ds) else _run_curvature_table(ds)
-    if not is_landscape(ds):
-        body += _progress_table(ds)
     return "\n".join(printable(line) for line in lines + body)  # a cube's attrs are untrusted text
 
 
@@ -52,47 +50,54 @@ def _dynamics_table(ds: xr.Dataset) -> list[str]:
     """One row per run: its settings, when it fit and generalized, and where it ended (on the cube's metric)."""
     level = json.loads(ds.attrs["spec"])["eval"]["level"]
     metric = metric_of(ds)
-    dims = [d for d in ds["status"].dims if d != "w"]
     transition = cube_transition(ds)
     if transition is not None:
         ds = ds.assign({TRANSITION: transition})
     times = ("t_fit", "t_gen", *([TRANSITION] if transition is not None else []))
     final = [(name, max(8, len(name))) for name in (*times, f"train_{metric}", f"test_{metric}", "norm")]
-    header = f"  {'alpha':>7}  " + "  ".join(f"{d:>7}" for d in dims)
+    header, rows = _run_rows(ds)
     lines = ["", f"runs (t_fit / t_gen: first eval step with train / test accuracy >= {level:g}; '-' = never):",
              *([f"{TRANSITION}: {transition.attrs['definition']}"] if transition is not None else []),
              header + "  " + "  ".join(f"{name:>{width}}" for name, width in final) + "  status"]
-    for index in np.ndindex(ds["status"].shape):
-        cell = ds.isel(dict(zip(ds["status"].dims, index)))
-        values = "  ".join(f"{cell[d].values!s:>7}" for d in dims)
+    for settings, cell in rows:
         numbers = [_fmt(cell[name], width) for name, width in final]
-        lines.append(f"  {float(cell['alpha']):7.3g}  {values}  " + "  ".join(numbers)
-                     + f"  {_STATUS[int(cell['status'])]}")
-    return lines
+        lines.append(f"{settings}  " + "  ".join(numbers) + f"  {_STATUS[int(cell['status'])]}")
+    return lines + _marks_table(ds)
+
+
+def _run_rows(ds: xr.Dataset) -> tuple[str, Iterator[tuple[str, xr.Dataset]]]:
+    """The heading of a run's settings (alpha and the cell dims but w) and, per cell, those settings
+    and the cell; a column as wide as its longest value ("stablemax")."""
+    dims = [d for d in ds["status"].dims if d != "w"]
+    widths = [max(7, len(d), *(len(str(v)) for v in ds[d].values)) for d in dims]
+    header = f"  {'alpha':>7}  " + "  ".join(f"{d:>{n}}" for d, n in zip(dims, widths))
+
+    def rows() -> Iterator[tuple[str, xr.Dataset]]:
+        for index in np.ndindex(ds["status"].shape):
+            cell = ds.isel(dict(zip(ds["status"].dims, index)))
+            values = "  ".join(f"{cell[d].values!s:>{n}}" for d, n in zip(dims, widths))
+            yield f"  {float(cell['alpha']):7.3g}  {values}", cell
+
+    return header, rows()
+
+
+def _marks_table(ds: xr.Dataset) -> list[str]:
+    """Per run, the step at which each progress measure the cube has crosses its mark
+    (landscape.read.progress), next to t_fit and t_gen; nothing without progress measures."""
+    marks = marks_of(ds)
+    if not marks:
+        return []
+    steps = mark_steps(ds)
+    columns = [(name, max(8, len(name))) for name in ("t_fit", "t_gen", *(m.name for m in marks))]
+    header, rows = _run_rows(ds.assign(steps))
+    lines = ["", "progress marks (first eval step at which each holds; '-' = never):",
+             *(f"  {m.name}: {m.definition}" for m in marks),
+             header + "  " + "  ".join(f"{name:>{width}}" for name, width in columns)]
+    return lines + [f"{settings}  " + "  ".join(_fmt(cell[name], width) for name, width in columns)
+                    for settings, cell in rows]
 
 
 _STATUS = {0: "pending", STATUS_DONE: "done", STATUS_DIVERGED: "diverged"}
-
-
-def _progress_table(ds: xr.Dataset) -> list[str]:
-    """One row per run: the first eval step of each progress mark (landscape.read.progress), beside
-    t_fit and t_gen; nothing for a cube without progress curves."""
-    marks = progress_marks(ds)
-    if not marks.data_vars:
-        return []
-    names = list(marks.data_vars)
-    columns = [(name, max(8, len(name))) for name in ("t_fit", "t_gen", *names)]
-    dims = [d for d in ds["status"].dims if d != "w"]
-    lines = ["", "progress marks per run (first eval step; '-' = never):",
-             *(f"  {name}: {marks[name].attrs['definition']}" for name in names),
-             f"  {'alpha':>7}  " + "  ".join(f"{d:>7}" for d in dims) + "  "
-             + "  ".join(f"{name:>{width}}" for name, width in columns)]
-    table = marks.assign(t_fit=ds["t_fit"], t_gen=ds["t_gen"])
-    for index in np.ndindex(ds["status"].shape):
-        cell = table.isel(dict(zip(ds["status"].dims, index)))
-        lines.append(f"  {float(cell['alpha']):7.3g}  " + "  ".join(f"{cell[d].values!s:>7}" for d in dims)
-                     + "  " + "  ".join(_fmt(cell[name], width) for name, width in columns))
-    return lines
 
 
 def _fmt(value: xr.DataArray, width: int) -> str:

@@ -1,100 +1,100 @@
-"""Marks on the progress-measure curves of a cube (issue 23): the first eval step at which each
-measure crosses a threshold, to set beside t_fit and t_gen. Pure numpy and xarray, no training code.
+"""When a run's progress measures cross their marks: one definition of each mark, read by
+``landscape info`` (and drawn by the grokking figure's panels as the same levels).
 
-The marks, each the first *measured* eval step (the curves are NaN where not measured) and NaN when
-never reached:
+A mark is the first eval step at which a condition on the run's curves holds (``<name>_curve``
+over ``step``; NaN where not measured, which never satisfies a condition); NaN where it never holds.
+Pure numpy and xarray: the readers use it without torch.
 
-- ``collapse_1``, ``collapse_50``: the softmax-collapse fraction (training samples whose correct-class
-  probability is exactly 1 in the training dtype; Prieto et al. 2025) is above 1 % and above 50 %:
-  the first rows stop carrying gradient, and most of them have.
-- ``excluded_rise``: the excluded loss (the loss with the key Fourier frequencies removed; Nanda et
-  al. 2023) is above :data:`EXCLUDED_RISE` times its running minimum while the train error is 0:
-  the memorized training set stops being fit without the general circuit, i.e. the circuit has
-  taken over before (or as) the test accuracy rises.
-- ``keys_settled``: from this step on the set of key frequencies is the one the run ends with.
+The measures (landscape.measures.progress_measures): ``softmax_collapse`` (fraction of training
+samples whose correct-class probability is exactly 1 in the training dtype, Prieto et al. 2025),
+``nlm_cosine`` (cosine between −∇L and θ), ``restricted_loss`` / ``excluded_loss`` (the logits kept
+to / without the key Fourier frequencies, Nanda et al. 2023) and the training curves of every cube.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-#: Softmax-collapse fractions marked: the first rows collapse, and most of them have.
-COLLAPSE_MARKS = (0.01, 0.5)
-#: The excluded loss "rises" when it exceeds this multiple of its lowest value so far.
+#: Softmax-collapse fractions whose first crossing is a mark: the onset, and most of the training set.
+COLLAPSE_LEVELS = (0.01, 0.5)
+#: The NLM cosine from which on the gradient points mostly along the weights (Prieto et al.'s
+#: naive loss minimization: the step mostly scales the logits up).
+NLM_ALIGNED = 0.9
+#: Factor over its running minimum by which the excluded loss counts as risen.
 EXCLUDED_RISE = 2.0
+#: Final values the landscape maps draw, over (w, N) (seeds averaged): where on the sphere models collapse.
+MAP_MEASURES = ("softmax_collapse", "normalized_margin")
+
+Curves = Mapping[str, np.ndarray]
 
 
-def first_step_above(steps: np.ndarray, curve: np.ndarray, threshold: float) -> np.ndarray:
-    """First step at which ``curve`` (along its last axis) is above ``threshold``; NaN if never."""
-    hit = np.asarray(curve, dtype=float) > threshold  # NaN (not measured) compares False
-    return _first(steps, hit)
+@dataclass(frozen=True)
+class Mark:
+    """``name`` (a column heading), the curves it reads (``needs``, without ``_curve``), its
+    definition in words, and ``hit``: the evals where its condition holds, from the curves
+    (each over leading dims and step, last)."""
+
+    name: str
+    needs: tuple[str, ...]
+    definition: str
+    hit: Callable[[Curves], np.ndarray]
 
 
-def excluded_rise_step(steps: np.ndarray, excluded: np.ndarray, train_err: np.ndarray,
-                       factor: float = EXCLUDED_RISE) -> np.ndarray:
-    """First step at which ``excluded`` exceeds ``factor`` times its running minimum (over the steps
-    measured so far, that one included) while ``train_err`` is 0; NaN if never."""
-    excluded = np.asarray(excluded, dtype=float)
-    lowest = np.minimum.accumulate(np.where(np.isfinite(excluded), excluded, np.inf), axis=-1)
-    return _first(steps, (excluded > factor * lowest) & (np.asarray(train_err, dtype=float) == 0))
+def _above(var: str, level: float) -> Callable[[Curves], np.ndarray]:
+    return lambda c: c[var] > level
 
 
-def keys_settled_step(steps: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """First step from which the set of key frequencies (``keys`` shaped (..., key, step)) equals the
-    last measured set at every later measured step; NaN when nothing was measured."""
-    keys = np.sort(np.asarray(keys, dtype=float), axis=-2)  # a set: the rank order may swap
-    measured = np.isfinite(keys).all(axis=-2)
-    last = np.where(measured.any(-1), measured.shape[-1] - 1 - np.argmax(measured[..., ::-1], axis=-1), 0)
-    final = np.take_along_axis(keys, last[..., None, None], axis=-1)
-    differs = measured & ~(keys == final).all(axis=-2)  # unmeasured steps never break the run
-    # The step after the last one that differs; from the first measured step when none does.
-    after = np.where(differs.any(-1), differs.shape[-1] - np.argmax(differs[..., ::-1], axis=-1), 0)
-    settled = measured & (np.arange(measured.shape[-1]) >= after[..., None])
-    return _first(steps, settled)
+def _excluded_rise(c: Curves) -> np.ndarray:
+    """Nanda et al.'s circuit formation: with the training set fit, the loss without the key
+    frequencies climbs from where it had fallen to. Strictly above: a minimum of exactly 0 stays 0."""
+    running_min = np.fmin.accumulate(c["excluded_loss"], axis=-1)  # fmin: NaN evals do not reset it
+    return (c["train_err"] == 0) & (c["excluded_loss"] > EXCLUDED_RISE * running_min)
 
 
-def _first(steps: np.ndarray, hit: np.ndarray) -> np.ndarray:
-    return np.where(hit.any(-1), np.asarray(steps, dtype=float)[np.argmax(hit, axis=-1)], np.nan)
+def _restricted_below_train(c: Curves) -> np.ndarray:
+    """The key frequencies alone predict better than the whole model fits: the circuit carries the
+    fit. After the fit only, so that two near-uniform losses at initialization do not count."""
+    return (c["train_err"] == 0) & (c["restricted_loss"] < c["train_loss"])
 
 
-#: name -> (the curves it needs, the function of the steps and those curves, what it means: info prints it).
-MARKS: dict[str, tuple[tuple[str, ...], Callable[..., np.ndarray], str]] = {
-    "collapse_1": (("softmax_collapse_curve",), lambda s, c: first_step_above(s, c, COLLAPSE_MARKS[0]),
-                   f"softmax_collapse > {COLLAPSE_MARKS[0]:g}"),
-    "collapse_50": (("softmax_collapse_curve",), lambda s, c: first_step_above(s, c, COLLAPSE_MARKS[1]),
-                    f"softmax_collapse > {COLLAPSE_MARKS[1]:g}"),
-    "excluded_rise": (("excluded_loss_curve", "train_err_curve"), excluded_rise_step,
-                      f"excluded_loss > {EXCLUDED_RISE:g} x its running minimum while train_err = 0"),
-    "keys_settled": (("key_frequencies_curve",), keys_settled_step,
-                     "the set of key frequencies is the final one from this step on"),
-}
+MARKS = (
+    *(Mark(f"collapse>{level:.0%}", ("softmax_collapse",),
+           f"softmax_collapse > {level:g} (fraction of training samples with p_y = 1 in the training dtype)",
+           _above("softmax_collapse", level)) for level in COLLAPSE_LEVELS),
+    Mark(f"nlm>{NLM_ALIGNED:g}", ("nlm_cosine",), f"nlm_cosine > {NLM_ALIGNED:g} (cos(-grad L, theta))",
+         _above("nlm_cosine", NLM_ALIGNED)),
+    Mark("excl_rise", ("excluded_loss", "train_err"),
+         f"train_err == 0 and excluded_loss > {EXCLUDED_RISE:g} x its minimum over the evals so far",
+         _excluded_rise),
+    Mark("restr<train", ("restricted_loss", "train_loss", "train_err"),
+         "train_err == 0 and restricted_loss < train_loss (the full model's)", _restricted_below_train),
+)
 
 
-def progress_marks(cube: xr.Dataset) -> xr.Dataset:
-    """Every mark of :data:`MARKS` whose curves the cube has, over its cell dims (``definition`` in
-    each variable's attrs); an empty Dataset for a cube without progress curves."""
-    steps = cube["step"].values
-    cell = set(cube["status"].dims)
-    out = xr.Dataset()
-    for name, (needs, mark, definition) in MARKS.items():
-        if all(n in cube for n in needs):
-            core = [[d for d in cube[n].dims if d not in cell] for n in needs]  # ("step",) or ("key", "step")
-            out[name] = xr.apply_ufunc(lambda *curves, f=mark: f(steps, *curves), *(cube[n] for n in needs),
-                                       input_core_dims=core).assign_attrs(definition=definition, units="steps")
+def marks_of(cube: xr.Dataset) -> tuple[Mark, ...]:
+    """The marks whose curves the cube has."""
+    return tuple(m for m in MARKS if all(f"{v}_curve" in cube for v in m.needs))
+
+
+def first_step(steps: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """The first of ``steps`` where ``hit`` (last axis: step) holds; NaN where it never does."""
+    hit = np.asarray(hit, dtype=bool)
+    return np.where(hit.any(axis=-1), np.asarray(steps, dtype=float)[np.argmax(hit, axis=-1)], np.nan)
+
+
+def mark_steps(cube: xr.Dataset) -> xr.Dataset:
+    """Each applicable mark (:func:`marks_of`) as a variable over the cube's cell dims: the step."""
+    out = xr.Dataset(coords={d: cube[d] for d in cube["status"].dims})
+    for mark in marks_of(cube):
+        curves = {v: cube[f"{v}_curve"].transpose(*cube["status"].dims, "step").values for v in mark.needs}
+        out[mark.name] = (cube["status"].dims, first_step(cube["step"].values, mark.hit(curves)))
+        out[mark.name].attrs["definition"] = mark.definition
     return out
 
 
-def final_value(cube: xr.Dataset, name: str) -> xr.DataArray | None:
-    """The cell's end value of a measure: the variable ``name``, else the last measured point of
-    ``<name>_curve`` (a task's extra curve has no final variable: modular-mlp's min_margin); None
-    when the cube has neither."""
-    if name in cube:
-        return cube[name]
-    if f"{name}_curve" not in cube:
-        return None
-    curve = cube[f"{name}_curve"]
-    measured = curve.notnull()
-    last = (measured.sizes["step"] - 1 - measured.isel(step=slice(None, None, -1)).argmax("step"))
-    return curve.isel(step=last).drop_vars("step", errors="ignore").where(measured.any("step"))
+def map_measures(cube: xr.Dataset) -> tuple[str, ...]:
+    """The landscape-map measures (:data:`MAP_MEASURES`) among the cube's final values."""
+    return tuple(v for v in MAP_MEASURES if v in cube)

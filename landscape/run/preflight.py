@@ -10,6 +10,8 @@
   rows. It is a lower bound: autograd's buffers and batched cells come on top.
 - The cube's memory: readers (``info``, plots, the verification on resume) hold whole variables;
   the curves are cells x evals x (curves + parameter groups) x 8 bytes.
+- Stored parameters (``[store] params``): cells x parameters x the dtype's size on the disk of
+  ``--out``, and x 8 bytes in memory, where the verification reads them back.
 
 The cell count is the spec's own limit (``landscape.spec.MAX_CELLS``).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +35,7 @@ from landscape.cube.schema import CURVES
 from landscape.dtypes import torch_dtype
 from landscape.errors import UserError, task_errors
 from landscape.measures.hook import quantities_of
+from landscape.measures.stored_params import params_measures
 from landscape.measures.suite import cell_measures
 from landscape.spec import EvalConfig, Spec, TrainConfig
 from landscape.tasks import Split, Task
@@ -50,6 +54,7 @@ def check(spec: Spec, task: Task, w: Sequence[float]) -> None:
     """Refuse the grid, in one line, if its norms ``w`` are not finite in the training dtype or it
     cannot fit in memory; call it before anything is created."""
     check_norms(spec, w)
+    check_measure(spec, task)
     if spec.eval.points > MAX_EVALS:
         raise UserError(f"eval.points = {spec.eval.points:,} is more than the limit of {MAX_EVALS:,} evals per cell")
     if not _size_dependent(spec):
@@ -68,6 +73,15 @@ def check_norms(spec: Spec, w: Sequence[float]) -> None:
             shown = "" if spec.norm_axis == "w" else f" gives w = {norm:.3g}, which"
             raise UserError(f"axes.{spec.norm_axis} = {given:g}{shown} is beyond the largest {spec.train.dtype} "
                             f"({largest:.3g})")
+
+
+def check_measure(spec: Spec, task: Task) -> None:
+    """The [measure] values that depend on the model: no more eigenvalues than parameters."""
+    if spec.measure.hessian_top:
+        params = sum(p.numel() for p in task.build_model().parameters() if p.requires_grad)
+        if spec.measure.hessian_top > params:
+            raise UserError(f"measure.hessian_top = {spec.measure.hessian_top:,} is more than the model's "
+                            f"{params:,} parameters")
 
 
 def eval_count(train: TrainConfig, evalc: EvalConfig, n: int) -> int:
@@ -119,6 +133,26 @@ def check_cube_memory(spec: Spec, task: Task, sizes: dict[Any, int]) -> None:
             f"measured values) x 8 bytes), more than the {_gib(available)} of memory available to read it back "
             "(info, plot, resume); evaluate or measure less often (eval.every, eval.points, measure.every) or use "
             "fewer cells")
+
+
+def check_stored_params(spec: Spec, task: Task, out: Path) -> None:
+    """``[store] params``: the cells' parameters and buffers fit on the disk of ``out`` and in memory."""
+    cells = math.prod(len(v) for v in (spec.norm_values, spec.axis_values, *spec.train_axes.values(), spec.seeds))
+    for m in params_measures(spec, task):
+        quantities, coords = quantities_of([m])
+        values = {q.name: len(coords[q.dims[0]]) for q in quantities}
+        disk = cells * sum(n * np.dtype(q.dtype).itemsize for q, n in zip(quantities, values.values()))
+        where = next(p for p in (out, *out.parents) if p.exists())
+        free = shutil.disk_usage(where).free
+        memory, available = cells * sum(values.values()) * 8, psutil.virtual_memory().available
+        shown = " + ".join(f"{n:,} {name}" for name, n in values.items())
+        if disk > free:
+            raise UserError(f"store.params = true would keep {_sized(disk)} ({cells:,} cells x ({shown}) in "
+                            f"{spec.train.dtype}), more than the {_sized(free)} free on the disk of {where}; "
+                            "use fewer cells or another --out")
+        if memory > available:
+            raise UserError(f"store.params = true: {_sized(memory)} ({cells:,} cells x ({shown}) x 8 bytes) would not fit "
+                            f"in the {_sized(available)} of memory available to read them back (info, resume); use fewer cells")
 
 
 def _size_dependent(spec: Spec) -> bool:
@@ -185,6 +219,11 @@ def _gib(size: float) -> str:
     return f"{size / _GIB:.1f} GiB"
 
 
+def _sized(size: float) -> str:
+    """Bytes in GiB, or in MiB below one GiB (a parameter store is often smaller)."""
+    return _gib(size) if size >= _GIB else f"{size / 2**20:.1f} MiB"
+
+
 #: Files that make a folder a zarr store (format 2 group or array, format 3).
 ZARR_MARKS = (".zgroup", ".zarray", "zarr.json")
 
@@ -220,6 +259,7 @@ def check_writable(out: Path) -> None:
 def check_run(spec: Spec, task: Task, w: Sequence[float], out: Path, overwrite: bool) -> None:
     """Everything a grid is checked for before training starts: its cost, the path of its cube,
     the task's outputs on its default init, and that the cube can be written."""
+    check_stored_params(spec, task, out)  # before check's memory total, which counts them too, says less
     check(spec, task, w)
     cube.check_replaceable(out, overwrite)
     with task_errors(spec.task_class, "evaluating its default init in the driver"):
