@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import FigureBase
 from matplotlib.lines import Line2D
 
+from landscape.read.progress import COLLAPSE_LEVELS, NLM_ALIGNED
 from plots.runs import run_label
 from plots.style import PALETTE, add_legend
 
@@ -31,17 +32,18 @@ class Panel:
     lines: tuple[tuple[str, str, str], ...]
     scale: str = "linear"  # "log" for losses
     limits: tuple[float, float] | None = None
-    zero_line: bool = False
+    #: Dotted horizontal lines: the marks landscape info reports crossings of (landscape.read.progress).
+    levels: tuple[float, ...] = ()
 
 
 PANELS = (
     Panel("softmax collapse", "fraction of training samples",
           (("softmax_collapse_curve", "-", "correct-class probability = 1"),
-           ("zero_loss_curve", ":", "loss = 0")), limits=(-0.03, 1.03)),
+           ("zero_loss_curve", ":", "loss = 0")), limits=(-0.03, 1.03), levels=COLLAPSE_LEVELS),
     Panel("naive loss minimization", r"$\cos(-\nabla L, \theta)$", (("nlm_cosine_curve", "-", ""),),
-          limits=(-1.05, 1.05), zero_line=True),
-    Panel("margin", "min margin (logits)", (("min_margin_curve", "-", ""),), zero_line=True),
-    Panel("normalized margin", r"min margin / $\|\theta\|^L$", (("normalized_margin_curve", "-", ""),), zero_line=True),
+          limits=(-1.05, 1.05), levels=(0.0, NLM_ALIGNED)),
+    Panel("margin", "min margin (logits)", (("min_margin_curve", "-", ""),), levels=(0.0,)),
+    Panel("normalized margin", r"min margin / $\|\theta\|^L$", (("normalized_margin_curve", "-", ""),), levels=(0.0,)),
     Panel("restricted and excluded loss", "loss",
           (("restricted_loss_curve", "-", "restricted (key frequencies only)"),
            ("excluded_loss_curve", "--", "excluded (key frequencies removed)"),
@@ -102,8 +104,8 @@ def _lines(ax: Axes, panel: Panel, runs: list[xr.Dataset], steps: np.ndarray) ->
             ax.set_yscale("log", nonpositive="mask")
     if panel.limits:
         ax.set_ylim(*panel.limits)
-    if panel.zero_line:
-        ax.axhline(0, color="0.5", lw=0.8, ls=":")
+    for level in panel.levels:
+        ax.axhline(level, color="0.5", lw=0.8, ls=":")
     if len(lines) > 1:  # which line style is which measure; the colours are the runs'
         ax.legend(handles=[Line2D([], [], color="0.3", lw=1.4, ls=style, label=label) for _, style, label in lines],
                   fontsize=7, loc="best", frameon=False)
