@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--kind", action="append",
                    help="landscape cubes: lu, thumb, goldilocks, with lambda_max measured also sharpness, with "
                         "softmax_collapse or normalized_margin also collapse; (w, m) "
-                        "landscapes: maps, lu; dynamics cubes: grokking, times-wd, times-axis, prediction; with "
+                        "landscapes: maps, lu; dynamics cubes: grokking (with progress-measure panels when recorded), times-wd, "
+                        "times-axis, prediction; with "
                         "reference cosines also dichotomy, transition; with lambda_max curves edge-of-stability; any "
                         "cube with those measurements: slice, density, interpolation (repeatable; default all that "
                         "the cube supports)")

@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from landscape.read.analysis import metric_of
 from landscape.errors import UserError
 from landscape.cube.schema import STATUS_DIVERGED
+from plots import progress_panels
 from plots.runs import run_label, run_selections, spec_of
 from plots.style import PALETTE, add_legend, set_title, styled
 
@@ -43,8 +44,13 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
     nrows = -(-len(runs) // ncols)
     layers = list(cube["layer"].values) if "layer_norm_curve" in cube else []
     per_run = 2 if layers else 1
-    fig = Figure(figsize=(4.6 * ncols + 1.2, (3.4 + 2.2 * (per_run - 1)) * nrows + 1.4), layout="constrained")
-    grid = fig.subplots(per_run * nrows, ncols, squeeze=False, height_ratios=[3, 2] * nrows if layers else None)
+    height = (3.4 + 2.2 * (per_run - 1)) * nrows + 1.4
+    progress = progress_panels.present(cube)
+    # The progress panels (one line per run) go in rows of three under the run panels, with their own legend.
+    below = progress_panels.PANEL_HEIGHT * -(-len(progress) // 3) + 0.6 if progress else 0.0
+    fig = Figure(figsize=(4.6 * max(ncols, min(3, len(progress))) + 1.2, height + below), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[height, below]) if progress else (fig, None)
+    grid = top.subplots(per_run * nrows, ncols, squeeze=False, height_ratios=[3, 2] * nrows if layers else None)
     axes = grid[::per_run].ravel()
     level = float(spec_of(cube)["eval"]["level"])
     metric = metric_of(cube)
@@ -57,7 +63,8 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
         mark_fit_gen(ax, run)
         step_axis(ax, steps)
         diverged = " (diverged)" if int(run["status"]) == STATUS_DIVERGED else ""
-        ax.set_title(run_label(cube, at) + diverged, fontsize=10)
+        # With progress panels the title takes the run's colour there.
+        ax.set_title(run_label(cube, at) + diverged, fontsize=10, **({"color": progress_panels.run_color(i)} if progress else {}))
         twin = ax.twinx()
         norm = run["norm_curve"].values
         twin.plot(steps, norm, color=_NORM_COLOR, lw=1.5, ls="-.")
@@ -79,7 +86,10 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
         handles.append(Line2D([], [], color="0.5", lw=0.8, ls=":", label=f"level {level:g}"))
     handles += [Line2D([], [], color=color, lw=1.5, label=f"norm of {name}")
                 for name, color in zip(layers, itertools.cycle(_LAYER_COLORS))]
-    add_legend(fig, handles, ncols=5 if ncols > 1 else 3)  # one panel is too narrow for five columns
+    add_legend(top, handles, ncols=5 if ncols > 1 else 3)  # one panel is too narrow for five columns
+    if bottom is not None:
+        for ax in progress_panels.draw(bottom, cube, runs, sharex=axes[0]):
+            step_axis(ax, steps)
     set_title(fig, cube, "grokking curves (dynamics, seed 0)")
     return fig
 
