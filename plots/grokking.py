@@ -17,13 +17,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from landscape.read.analysis import metric_of
-from landscape.errors import UserError
 from landscape.cube.schema import STATUS_DIVERGED
 from plots import progress_panels
-from plots.runs import run_label, run_selections, spec_of
+from plots.runs import run_grid, run_label, spec_of
 from plots.style import PALETTE, add_legend, set_title, styled
 
-MAX_PANELS = 12
 _NORM_COLOR = PALETTE[3]
 #: Colours of the parameter groups' norms (cycled when a task has more groups).
 _LAYER_COLORS = PALETTE[4:6] + PALETTE[2:3] + PALETTE[7:8] + PALETTE[:2]
@@ -36,12 +34,7 @@ def grokking_figure(cube: xr.Dataset) -> Figure:
     Accuracy, or for a loss cube (:func:`metric_of`) the loss on log y; t_fit and t_gen (accuracy
     reaching the eval level) marked either way.
     """
-    runs = run_selections(cube)
-    if len(runs) > MAX_PANELS:
-        raise UserError(f"the cube has {len(runs)} runs; the grokking figure draws at most {MAX_PANELS} "
-                        "(select a sub-cube first)")
-    ncols = min(3, len(runs))
-    nrows = -(-len(runs) // ncols)
+    runs, nrows, ncols = run_grid(cube, "grokking")
     layers = list(cube["layer"].values) if "layer_norm_curve" in cube else []
     per_run = 2 if layers else 1
     height = (3.4 + 2.2 * (per_run - 1)) * nrows + 1.4

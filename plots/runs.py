@@ -7,6 +7,8 @@ from typing import Any
 
 import xarray as xr
 
+from landscape.errors import UserError
+
 #: Dims of a cell that identify a run, in the order their labels are written.
 _LABELS = {"alpha": r"$\alpha$={:.3g}", "wd": r"$\gamma$={:.3g}", "lr": r"$\eta$={:.3g}"}
 
@@ -25,6 +27,21 @@ def run_selections(cube: xr.Dataset, exclude: tuple[str, ...] = ()) -> list[dict
     """One ``.sel`` dict per run (per line, when ``exclude`` names the dim a line runs along), in grid order."""
     dims = run_dims(cube, exclude)
     return [dict(zip(dims, values)) for values in itertools.product(*(cube[d].values for d in dims))]
+
+
+#: Most runs a one-panel-per-run figure draws.
+MAX_PANELS = 12
+
+
+def run_grid(cube: xr.Dataset, figure: str) -> tuple[list[dict[str, Any]], int, int]:
+    """The runs of a one-panel-per-run figure and its (rows, columns), three panels a row; more
+    than MAX_PANELS runs are refused in one line."""
+    runs = run_selections(cube)
+    if len(runs) > MAX_PANELS:
+        raise UserError(f"the cube has {len(runs)} runs; the {figure} figure draws at most {MAX_PANELS} "
+                        "(select a sub-cube first)")
+    ncols = min(3, len(runs))
+    return runs, -(-len(runs) // ncols), ncols
 
 
 def run_label(cube: xr.Dataset, at: dict[str, Any]) -> str:

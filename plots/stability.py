@@ -8,9 +8,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from landscape.errors import UserError
-from plots.grokking import MAX_PANELS, mark_fit_gen, step_axis
-from plots.runs import run_label, run_selections, spec_of
+from plots.grokking import mark_fit_gen, step_axis
+from plots.runs import run_grid, run_label, spec_of
 from plots.style import PALETTE, VERMILLION, add_legend, set_title, styled
 
 #: The curves drawn when the cube has them: variable, eigen index (None: a scalar), colour, label.
@@ -27,12 +26,7 @@ def available(cube: xr.Dataset) -> bool:
 def stability_figure(cube: xr.Dataset) -> Figure:
     """One panel per run (seed 0): the measured sharpness curves on log y over the runs' step axis,
     the threshold as a horizontal line, t_fit and t_gen dashed."""
-    runs = run_selections(cube)
-    if len(runs) > MAX_PANELS:
-        raise UserError(f"the cube has {len(runs)} runs; the edge-of-stability figure draws at most {MAX_PANELS} "
-                        "(select a sub-cube first)")
-    ncols = min(3, len(runs))
-    nrows = -(-len(runs) // ncols)
+    runs, nrows, ncols = run_grid(cube, "edge-of-stability")
     fig = Figure(figsize=(4.6 * ncols + 1.2, 3.4 * nrows + 1.4), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     steps = cube["step"].values
