@@ -30,7 +30,14 @@ MAX_CELLS = 100_000
 SECTIONS = ("task", "task_options", "axes", "train", "eval", "measure", "store")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 #: Axes that sweep a training setting (dynamics runs); each maps to the [train] field it overrides.
-TRAIN_AXES = {"wd": "weight_decay", "lr": "lr"}
+TRAIN_AXES = {"wd": "weight_decay", "lr": "lr", "loss": "loss", "orthograd": "orthograd", "grokfast": "grokfast_lamb"}
+#: What the values of each training-setting axis are (the others are numbers).
+AXIS_KINDS: dict[str, type] = {"loss": str, "orthograd": bool}
+#: ``train.loss``: the task's own loss, or StableMax cross-entropy (landscape.train.objective).
+LOSSES = ("task", "stablemax")
+#: The grokking interventions' fields (landscape.interventions): written to the canonical spec only
+#: when not at their defaults, so cubes made before they existed resume unchanged.
+INTERVENTION_FIELDS = ("loss", "orthograd", "grokfast_alpha", "grokfast_lamb")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,13 @@ class TrainConfig:
     #: Adam/AdamW moment decay rates (torch's defaults); sgd has none.
     beta1: float = 0.9
     beta2: float = 0.999
+    #: The objective: "task" (the task's loss) or "stablemax" (StableMax cross-entropy; softmax classifiers).
+    loss: str = "task"
+    #: ⊥Grad: each gradient made orthogonal to its parameter before the optimizer steps.
+    orthograd: bool = False
+    #: Grokfast-EMA (``train.grokfast = { alpha, lamb }``): g + lamb x EMA_alpha(g); lamb 0 = off.
+    grokfast_alpha: float = 0.98
+    grokfast_lamb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +154,7 @@ class Spec:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     #: Training-setting axes (``wd``, ``lr``) in cube order; empty for a landscape grid.
-    train_axes: dict[str, list[float]] = field(default_factory=dict)
+    train_axes: dict[str, list[Any]] = field(default_factory=dict)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     #: The resolved task class (a Python API caller may pass one that no import path reaches).
@@ -158,7 +172,7 @@ class Spec:
         landscape = self.train.constrain_norm and not self.train_axes and len(self.norm_values) >= 2
         return KIND_LANDSCAPE if landscape else KIND_DYNAMICS
 
-    def cell_train(self, settings: dict[str, float], value: Any) -> TrainConfig:
+    def cell_train(self, settings: dict[str, Any], value: Any) -> TrainConfig:
         """The training config of a cell: its training-setting axis values applied, and an epoch
         count "K/N" resolved at its axis value."""
         train = dataclasses.replace(self.train, **{TRAIN_AXES[k]: v for k, v in settings.items()})
@@ -172,7 +186,7 @@ class Spec:
             "task": self.task,
             "task_options": self.task_options,
             "axes": {self.norm_axis: self.norm_values, self.axis: self.axis_values, **self.train_axes, "seed": self.seeds},
-            "train": dataclasses.asdict(self.train),
+            "train": _train_dict(self.train),
             "eval": dataclasses.asdict(self.eval),
             # Only when asked for: cubes made before [measure] and [store] existed resume unchanged.
             **({"measure": dataclasses.asdict(self.measure)} if self.measure != MeasureConfig() else {}),
@@ -184,6 +198,13 @@ class Spec:
 
     def make_task(self, data_dir: str | None = None) -> Task:
         return make_task(self.task_class or self.task, self.task_options, data_dir)
+
+
+def _train_dict(train: TrainConfig) -> dict[str, Any]:
+    """``train`` as a table, its intervention fields only where they are not the defaults."""
+    default = TrainConfig()
+    return {k: v for k, v in dataclasses.asdict(train).items()
+            if k not in INTERVENTION_FIELDS or v != getattr(default, k)}
 
 
 def spec_differences(stored: dict[str, Any], given: dict[str, Any]) -> list[str]:
@@ -304,7 +325,7 @@ def resolve(raw: dict[str, Any]) -> Spec:
     for s in seeds:
         if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < SEED_LIMIT:
             raise UserError(f"axes.seed: {s!r} is not an integer in [0, 2**32)")
-    train_axes = {k: [float(v) for v in _axis_values(k, axes.pop(k), numeric=True)] for k in TRAIN_AXES if k in axes}
+    train_axes = {k: _train_axis_values(k, axes.pop(k)) for k in TRAIN_AXES if k in axes}
     if axes:
         known = ", ".join(["alpha or w", cls.axis, *TRAIN_AXES, "seed"])
         raise UserError(f"unknown axis {sorted(axes)[0]!r} (known: {known})")
@@ -316,7 +337,7 @@ def resolve(raw: dict[str, Any]) -> Spec:
         raise UserError(f"the grid has {math.prod(sizes.values()):,} cells ({shape}), more than the limit of "
                         f"{MAX_CELLS:,} (each cell is ~20 files of the cube); split it into several cubes")
 
-    train = parse_options(TrainConfig, _table(raw, "train"), "train")
+    train = parse_options(TrainConfig, _train_table(_table(raw, "train")), "train")
     evalc = parse_options(EvalConfig, _table(raw, "eval"), "eval")
     if "level" not in _table(raw, "eval"):
         evalc = dataclasses.replace(evalc, level=cls.default_level)
@@ -376,6 +397,35 @@ def _axis_values(name: str, value: Any, numeric: bool = False) -> list:
     return values
 
 
+def _train_axis_values(name: str, value: Any) -> list[Any]:
+    """A training-setting axis: numbers as floats, or the strings / booleans its field takes."""
+    kind = AXIS_KINDS.get(name)
+    if kind is None:
+        return [float(v) for v in _axis_values(name, value, numeric=True)]
+    values = _axis_values(name, value)
+    for v in values:
+        if type(v) is not kind:
+            raise UserError(f"axes.{name}: {v!r} is not {'a boolean' if kind is bool else 'a string'}")
+    return values
+
+
+def _train_table(table: dict[str, Any]) -> dict[str, Any]:
+    """``[train]`` with its ``grokfast = { alpha, lamb }`` table as the fields grokfast_alpha / grokfast_lamb."""
+    table = dict(table)
+    grokfast = table.pop("grokfast", None)
+    if grokfast is None:
+        return table
+    if not isinstance(grokfast, dict) or not set(grokfast) <= {"alpha", "lamb"}:
+        raise UserError(f"train.grokfast = {grokfast!r}: expected a table {{ alpha = 0.98, lamb = 2.0 }}")
+    for key, value in grokfast.items():
+        if f"grokfast_{key}" in table:
+            raise UserError(f"train.grokfast.{key} and train.grokfast_{key} both given; give one")
+        if not _is_number(value):
+            raise UserError(f"train.grokfast.{key} = {value!r} should be a number")
+        table[f"grokfast_{key}"] = value
+    return table
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -383,7 +433,7 @@ def _is_number(v: Any) -> bool:
 def _check_train(t: TrainConfig, where: str = "") -> None:
     if t.optimizer not in OPTIMIZERS:
         raise UserError(f"train.optimizer = {t.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
-    def label(field_name: str, value: float) -> str:
+    def label(field_name: str, value: Any) -> str:
         return f"{where}: {value}" if where else f"train.{field_name} = {value}"
 
     if not t.lr > 0:
@@ -413,6 +463,12 @@ def _check_train(t: TrainConfig, where: str = "") -> None:
     for name in ("beta1", "beta2"):
         if not 0 <= getattr(t, name) < 1:
             raise UserError(f"train.{name} = {getattr(t, name)} must be in [0, 1)")
+    if t.loss not in LOSSES:
+        raise UserError(f"{label('loss', repr(t.loss))} is not a loss (known: {', '.join(map(repr, LOSSES))})")
+    if not 0 <= t.grokfast_alpha < 1:
+        raise UserError(f"train.grokfast.alpha = {t.grokfast_alpha} must be in [0, 1)")
+    if not t.grokfast_lamb >= 0:
+        raise UserError(f"{label('grokfast.lamb', t.grokfast_lamb)} must be >= 0 (0 = off)")
 
 
 def _check_eval(e: EvalConfig) -> None:

@@ -22,11 +22,9 @@ from landscape.measures.progress_measures import MEASURES, classification_measur
 from landscape.spec import Spec
 from landscape.tasks.base import Task, labels_of
 from landscape.dtypes import torch_dtype
+from landscape.train.objective import per_sample_loss
 from landscape.train.steps import eval_rows
 
-#: The per-sample loss the classification measures use: the engine trains softmax classifiers with
-#: the task's cross-entropy (a train.loss choice, e.g. StableMax, would name its own here).
-LOSS = "cross_entropy"
 CLASSIFICATION = tuple(key for key in MEASURES if key != "fourier")
 
 
@@ -83,7 +81,8 @@ class ProgressMeasures:
             rows = eval_rows(len(split.train_y), self.samples)
             x, y = at.task.select(split.train_x, rows), labels_of(split.train_y[rows])
             measured = classification_measures(model, _to(x, at.device), y.to(at.device), classification,
-                                               torch_dtype(at.train.dtype), LOSS, at.task.homogeneity_degree)
+                                               torch_dtype(at.train.dtype), per_sample_loss(at.train),
+                                               at.task.homogeneity_degree)
             out.update({name: np.asarray(v) for name, v in measured.items()})
         if self.weights:
             ranks = effective_ranks(model)

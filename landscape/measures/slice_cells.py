@@ -30,6 +30,7 @@ from landscape.measures.hook import CellMeasure, MeasurePoint
 from landscape.measures.slices import Slice, interpolation, landscape_slice, slice_path
 from landscape.spec import SliceConfig, Spec
 from landscape.tasks.base import Task
+from landscape.train.objective import objective
 from landscape.train.single import init_cell
 from landscape.train.steps import eval_rows
 
@@ -79,7 +80,7 @@ class _Evaluated:
             model = copy.deepcopy(model).to(at.device)
         data = move((train, (split.test_x, split.test_y)), at.device)
         path = slice_path(model, data[0][0], self.task.select)
-        return model, {"train": data[0], "test": data[1], "loss": self.task.loss, "errors": self.task.errors,
+        return model, {"train": data[0], "test": data[1], "loss": objective(self.task, at.train), "errors": self.task.errors,
                        "select": self.task.select, "method": path}
 
     def _checked(self, sl: Slice, path: str) -> dict[str, np.ndarray]:

@@ -40,6 +40,7 @@ from landscape.measures.suite import cell_measures
 from landscape.spec import EvalConfig, Spec, TrainConfig
 from landscape.tasks import Split, Task
 from landscape.train import EVAL_CHUNK, cell_steps, check_task_outputs, full_batch, steps_per_epoch
+from landscape.train.objective import objective
 
 #: Most evals of one cell (its curves' length).
 MAX_EVALS = 100_000
@@ -55,6 +56,8 @@ def check(spec: Spec, task: Task, w: Sequence[float]) -> None:
     cannot fit in memory; call it before anything is created."""
     check_norms(spec, w)
     check_measure(spec, task)
+    for loss in spec.train_axes.get("loss", [spec.train.loss]):
+        objective(task, dataclasses.replace(spec.train, loss=loss))  # a UserError if the task cannot have it
     if spec.eval.points > MAX_EVALS:
         raise UserError(f"eval.points = {spec.eval.points:,} is more than the limit of {MAX_EVALS:,} evals per cell")
     if not _size_dependent(spec):

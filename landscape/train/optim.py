@@ -1,10 +1,14 @@
-"""The optimizer chain of a cell: the optimizer, its lr step decay, gradient clipping. The norm
+"""The optimizer chain of a cell: the optimizer, the gradient interventions around it (⊥Grad,
+Grokfast; landscape.interventions.gradients), its lr step decay, gradient clipping. The norm
 constraint that ends each step on the sphere is landscape.train.norm (``NormConstrained`` for one model;
 the stacked backend projects each cell's slice itself)."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from landscape.interventions.gradients import chain, levels
 from landscape.spec import TrainConfig
 
 
@@ -18,6 +22,18 @@ def make_optimizer(train: TrainConfig, params: list[torch.nn.Parameter], fused: 
     if train.optimizer != "sgd":
         impl["betas"] = (train.beta1, train.beta2)
     return classes[train.optimizer](params, lr=train.lr, weight_decay=train.weight_decay, **impl)
+
+
+def make_chain(train: TrainConfig, params: list[torch.nn.Parameter], fused: bool = False, cells: bool = False) -> Any:
+    """The optimizer inside the interventions ``train`` asks for; ``cells``: params are stacked cells.
+    Grokfast with lamb 0 is no wrapper at all, so it is the baseline exactly."""
+    grokfast = {"alpha": train.grokfast_alpha, "lamb": train.grokfast_lamb} if train.grokfast_lamb else None
+    return chain(make_optimizer(train, params, fused), params, orthograd=train.orthograd, grokfast=grokfast, cells=cells)
+
+
+def innermost(opt: Any) -> torch.optim.Optimizer:
+    """The torch optimizer at the core of a chain (schedulers are built on it: StepLR checks its type)."""
+    return list(levels(opt))[-1]
 
 
 def make_scheduler(opt: torch.optim.Optimizer, train: TrainConfig, start: int = 0) -> torch.optim.lr_scheduler.StepLR | None:

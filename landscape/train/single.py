@@ -16,13 +16,15 @@ import numpy as np
 import torch
 
 from landscape.dtypes import cast, move, torch_dtype
+from landscape.measures.functional import LossFn
 from landscape.measures.hook import CellMeasure
 from landscape.train.norm import NormConstrained, global_norm, project_to_sphere
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 from landscape.train.checks import check_outputs
 from landscape.train.loop import CellResult, run_cells
-from landscape.train.optim import make_optimizer, make_scheduler
+from landscape.train.objective import objective
+from landscape.train.optim import innermost, make_chain, make_scheduler
 from landscape.train.steps import cell_eval_steps, eval_rows, full_batch, minibatches, seed_step
 
 EVAL_CHUNK = 8192  # rows per forward pass at eval time, to bound memory on 60k-sample sets
@@ -41,14 +43,16 @@ def select(task: Task, x: Any, rows: torch.Tensor, device: torch.device | None =
 
 @torch.no_grad()
 def evaluate(task: Task, model: torch.nn.Module, x: Any, y: torch.Tensor, rows: torch.Tensor,
-             device: torch.device | None = None) -> tuple[float, float]:
-    """Mean loss and mean error over samples ``rows`` of (x, y), in chunks, in eval mode."""
+             device: torch.device | None = None, loss_fn: LossFn | None = None) -> tuple[float, float]:
+    """Mean loss (``loss_fn``, the task's loss by default) and mean error over samples ``rows`` of
+    (x, y), in chunks, in eval mode."""
+    loss_fn = loss_fn or task.loss
     model.eval()
     loss_sum, err_sum = 0.0, 0.0
     for start in range(0, len(rows), EVAL_CHUNK):
         chunk = rows[start : start + EVAL_CHUNK]
         pred, yb = model(select(task, x, chunk, device)), y[chunk.to(y.device)]
-        loss, errors = task.loss(pred, yb), task.errors(pred, yb)
+        loss, errors = loss_fn(pred, yb), task.errors(pred, yb)
         check_outputs(task, loss, errors, len(chunk))
         loss_sum += float(loss) * len(chunk)
         err_sum += float(errors.sum())
@@ -84,8 +88,9 @@ class OneModel:
         self.params = task.constrained_parameters(self.model)  # after the move: the device's tensors
         self.groups_of = task.parameter_groups(self.model)
         self.groups = len(self.groups_of)
-        opt = make_optimizer(train, list(self.model.parameters()))
-        self.scheduler = make_scheduler(opt, train)  # on the inner optimizer: StepLR checks its type
+        self.loss = objective(task, train)
+        opt = make_chain(train, list(self.model.parameters()))
+        self.scheduler = make_scheduler(innermost(opt), train)
         self.opt = NormConstrained(opt, self.params, w) if train.constrain_norm else opt
 
         self.split = cast(split, torch_dtype(train.dtype))
@@ -108,7 +113,7 @@ class OneModel:
             xb, yb = (self.whole, self.y) if idx is None else (select(self.task, self.x, idx, self.device),
                                                                 self.y[idx.to(self.device)])
             seed_step(self.seed, step, self.device)
-            loss = self.task.loss(self.model(xb), yb)
+            loss = self.loss(self.model(xb), yb)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.train.grad_clip:
@@ -118,7 +123,8 @@ class OneModel:
                 self.scheduler.step()
 
     def evaluate(self) -> np.ndarray:
-        (tr_loss, tr_err), (te_loss, te_err) = (evaluate(self.task, self.model, *s, self.device) for s in self.sets)
+        (tr_loss, tr_err), (te_loss, te_err) = (evaluate(self.task, self.model, *s, self.device, self.loss)
+                                                  for s in self.sets)
         return np.array([[tr_loss, te_loss, tr_err, te_err, float(global_norm(self.params))]])
 
     def group_norms(self) -> np.ndarray:

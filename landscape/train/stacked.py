@@ -38,12 +38,15 @@ from torch.func import functional_call, vmap
 
 from landscape.dtypes import cast, torch_dtype
 from landscape.cube.schema import CURVES
+from landscape.interventions.gradients import carry_state
+from landscape.measures.functional import LossFn
 from landscape.measures.hook import CellMeasure
 from landscape.spec import EvalConfig, TrainConfig
 from landscape.tasks.base import Split, Task
 from landscape.train.checks import check_outputs
 from landscape.train.loop import CellResult, run_cells
-from landscape.train.optim import clip_each_cell, make_optimizer, make_scheduler
+from landscape.train.objective import objective
+from landscape.train.optim import clip_each_cell, innermost, make_chain, make_scheduler
 from landscape.train.single import EVAL_CHUNK, init_cell
 from landscape.train.steps import BatchOrder, cell_eval_steps, eval_rows, full_batch, rows_per_step, seed_step
 
@@ -51,7 +54,7 @@ from landscape.train.steps import BatchOrder, cell_eval_steps, eval_rows, full_b
 class _Model:
     """The task's architecture as a function of stacked parameters and buffers, plus the stacking rules."""
 
-    def __init__(self, task: Task, model: torch.nn.Module, randomness: str):
+    def __init__(self, task: Task, model: torch.nn.Module, randomness: str, loss: LossFn):
         self.names = [n for n, _ in model.named_parameters()]
         self.buffer_names = [n for n, _ in model.named_buffers()]
         params = [p for _, p in model.named_parameters()]
@@ -67,8 +70,8 @@ class _Model:
 
         self.forward = vmap(cell(train_base), randomness=randomness)  # every cell its own rows
         self.forward_shared = vmap(cell(eval_base), in_dims=(0, None))  # eval: every cell the same rows
-        self.loss = vmap(task.loss)
-        self.loss_shared = vmap(task.loss, in_dims=(0, None))
+        self.loss = vmap(loss)
+        self.loss_shared = vmap(loss, in_dims=(0, None))
         self.errors_shared = vmap(task.errors, in_dims=(0, None))
 
     def stack(self, models: list[torch.nn.Module], device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -117,13 +120,13 @@ class StackedModels:
         self.sets = [(eval_on_device(s.train_x, s.train_y), eval_on_device(s.test_x, s.test_y)) for s in splits]
 
         models = [init_cell(task, w, seed, train.dtype)[0] for w, seed in zip(ws, seeds)]
-        self.fn = _Model(task, models[0], "same" if len(set(seeds)) == 1 else "error")
+        self.fn = _Model(task, models[0], "same" if len(set(seeds)) == 1 else "error", objective(task, train))
         self.groups = len(self.fn.groups)
         self.leaves, self.buffers = self.fn.stack(models, device)
         self.template = models[0]  # the CPU module that ``models`` fills with one cell's state
         del models
-        self.opt = make_optimizer(train, self.leaves, fused=True)  # fused: the leaves are contiguous
-        self.scheduler = make_scheduler(self.opt, train)
+        self.opt = make_chain(train, self.leaves, fused=True, cells=True)  # fused: the leaves are contiguous
+        self.scheduler = make_scheduler(innermost(self.opt), train)
         self.ids = np.arange(self.count)  # positions of the cells still here among the given ones
         self.w = torch.tensor(ws, dtype=self.leaves[0].dtype, device=device)
         self.offsets = torch.tensor([[offset_of[id(s.train_x)]] for s in splits], device=device)
@@ -238,13 +241,10 @@ class StackedModels:
         """Leaves, buffers and optimizer state sliced to the cells kept, order kept."""
         pick = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
         leaves = [leaf.detach().index_select(0, pick).requires_grad_() for leaf in self.leaves]
-        opt = make_optimizer(self.train, leaves, fused=True)
-        for old, new in zip(self.leaves, leaves):
-            state = self.opt.state.get(old)
-            if state:
-                opt.state[new] = {k: (v.index_select(0, pick) if v.dim() else v.clone()) for k, v in state.items()}
+        opt = make_chain(self.train, leaves, fused=True, cells=True)
+        carry_state(self.opt, opt, self.leaves, leaves, lambda v: v.index_select(0, pick))  # Adam's moments, Grokfast's EMA
         if self.scheduler is not None:
-            self.scheduler = make_scheduler(opt, self.train, self.scheduler.last_epoch)
+            self.scheduler = make_scheduler(innermost(opt), self.train, self.scheduler.last_epoch)
         self.leaves, self.opt = leaves, opt
         self.buffers = [b.index_select(0, pick) for b in self.buffers]
         self.ids = self.ids[keep]
